@@ -1,0 +1,249 @@
+//! `Cursor`: a streaming query result.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures_core::Stream;
+
+use crate::connection::Connection;
+use crate::error::{Error, Result};
+use crate::reply::{ReplyTo, Slot, unexpected};
+use crate::row::{Column, Columns, Row};
+use crate::worker::{CursorChunk, Job, Op, Reply};
+
+/// The rows of a query, streamed from the worker in chunks of
+/// [`iter_chunk_size`](crate::ConnectOptions::iter_chunk_size) rows.
+///
+/// The first chunk arrives with [`query`](Connection::query)'s reply; while you consume a
+/// chunk, the worker reads the next one, so a cursor holds at most two chunks in memory
+/// whatever the size of the result. Read it with [`fetch_one`](Cursor::fetch_one),
+/// [`fetch_many`](Cursor::fetch_many), [`fetch_all`](Cursor::fetch_all) or as a
+/// [`Stream`] of `Result<Row>`.
+///
+/// The statement stays open on the connection until the cursor is exhausted or dropped;
+/// dropping it early finalizes the statement. Fetching the next chunk is not a new statement,
+/// so it does not wait for another handle's open transaction.
+pub struct Cursor {
+    conn: Connection,
+    id: u64,
+    columns: Columns,
+    buf: VecDeque<Row>,
+    /// The worker has no more rows (or the cursor failed).
+    done: bool,
+    inflight: Option<Arc<Slot>>,
+    chunk: usize,
+}
+
+impl fmt::Debug for Cursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cursor")
+            .field("columns", &self.columns)
+            .field("buffered", &self.buf.len())
+            .field("done", &self.done)
+            .finish()
+    }
+}
+
+impl Cursor {
+    pub(crate) fn new(conn: Connection, id: u64, first: CursorChunk, chunk: usize) -> Cursor {
+        let mut cur = Cursor {
+            conn,
+            id,
+            columns: first.columns,
+            buf: VecDeque::new(),
+            done: false,
+            inflight: None,
+            chunk,
+        };
+        cur.accept_rows(first.rows, first.done);
+        cur
+    }
+
+    /// The result columns (names and declared types), known even when there are no rows.
+    pub fn columns(&self) -> &[Column] {
+        &self.columns
+    }
+
+    fn accept_rows(&mut self, rows: Vec<Row>, done: bool) {
+        self.buf.extend(rows);
+        self.done = done;
+        if !done {
+            // Read ahead: the worker fills the next chunk while this one is consumed.
+            if let Err(e) = self.request(self.chunk) {
+                self.done = true;
+                self.buf.clear();
+                tracing::debug!("aiolite: cursor read-ahead failed: {e}");
+            }
+        }
+    }
+
+    fn request(&mut self, n: usize) -> Result<()> {
+        let shared = self.conn.shared();
+        let slot = Slot::new();
+        let job = Job {
+            id: shared.next_id(),
+            owner: 0,
+            op: Op::CursorNext { cursor: self.id, n },
+            reply: ReplyTo::Slot(Arc::clone(&slot)),
+        };
+        // A cursor has at most one request in flight, so it may pass the queue bound.
+        if !shared.queue.push_force(job) {
+            return Err(Error::Closed);
+        }
+        self.inflight = Some(slot);
+        Ok(())
+    }
+
+    fn poll_row(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Row>>> {
+        loop {
+            if let Some(row) = self.buf.pop_front() {
+                return Poll::Ready(Some(Ok(row)));
+            }
+            let Some(slot) = self.inflight.as_ref() else {
+                if self.done {
+                    return Poll::Ready(None);
+                }
+                // Only reached after a failed read-ahead: report why.
+                self.done = true;
+                return Poll::Ready(Some(Err(Error::Closed)));
+            };
+            let outcome = match slot.try_take() {
+                Some(o) => o,
+                None => {
+                    slot.register(cx);
+                    match slot.try_take() {
+                        Some(o) => o,
+                        None => return Poll::Pending,
+                    }
+                }
+            };
+            self.inflight = None;
+            match outcome {
+                Ok(Reply::Chunk(chunk)) => self.accept_rows(chunk.rows, chunk.done),
+                Ok(_) => {
+                    self.done = true;
+                    return Poll::Ready(Some(Err(unexpected("cursor fetch"))));
+                }
+                Err(e) => {
+                    self.done = true;
+                    return Poll::Ready(Some(Err(e)));
+                }
+            }
+        }
+    }
+
+    /// The next row, `None` when the result is exhausted.
+    ///
+    /// # Failure
+    /// SQLite's error while stepping (the cursor is then finished), or `Closed`.
+    pub async fn fetch_one(&mut self) -> Result<Option<Row>> {
+        futures_util::future::poll_fn(|cx| self.poll_row(cx)).await.transpose()
+    }
+
+    /// Up to `n` more rows (fewer only at the end of the result).
+    ///
+    /// # Failure
+    /// As [`fetch_one`](Self::fetch_one).
+    pub async fn fetch_many(&mut self, n: usize) -> Result<Vec<Row>> {
+        let mut out = Vec::with_capacity(n.min(1024));
+        while out.len() < n {
+            match self.fetch_one().await? {
+                Some(row) => out.push(row),
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// All remaining rows (the rest is read in one hop).
+    ///
+    /// # Failure
+    /// As [`fetch_one`](Self::fetch_one).
+    pub async fn fetch_all(&mut self) -> Result<Vec<Row>> {
+        let mut out: Vec<Row> = self.buf.drain(..).collect();
+        // Wait for the read-ahead, then ask for everything else at once.
+        if self.inflight.is_some() {
+            let chunk_done = futures_util::future::poll_fn(|cx| {
+                let slot = self.inflight.as_ref().expect("in flight");
+                if let Some(o) = slot.try_take() {
+                    return Poll::Ready(o);
+                }
+                slot.register(cx);
+                slot.try_take().map_or(Poll::Pending, Poll::Ready)
+            })
+            .await;
+            self.inflight = None;
+            match chunk_done {
+                Ok(Reply::Chunk(c)) => {
+                    out.extend(c.rows);
+                    self.done = c.done;
+                }
+                Ok(_) => {
+                    self.done = true;
+                    return Err(unexpected("cursor fetch"));
+                }
+                Err(e) => {
+                    self.done = true;
+                    return Err(e);
+                }
+            }
+        }
+        if !self.done {
+            let op = Op::CursorNext {
+                cursor: self.id,
+                n: usize::MAX,
+            };
+            let r = self.conn.request(0, op).await;
+            self.done = true;
+            match r? {
+                Reply::Chunk(c) => out.extend(c.rows),
+                _ => return Err(unexpected("cursor fetch")),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Stop reading: finalize the statement now (dropping the cursor does the same).
+    pub fn close(mut self) {
+        self.finish();
+    }
+
+    fn finish(&mut self) {
+        if let Some(slot) = self.inflight.take() {
+            slot.cancel();
+        }
+        if !self.done {
+            self.done = true;
+            self.conn.send_cleanup(0, Op::CursorClose { cursor: self.id });
+        }
+        self.buf.clear();
+    }
+}
+
+impl Stream for Cursor {
+    type Item = Result<Row>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Row>>> {
+        self.get_mut().poll_row(cx)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (
+            self.buf.len(),
+            if self.done && self.inflight.is_none() {
+                Some(self.buf.len())
+            } else {
+                None
+            },
+        )
+    }
+}
+
+impl Drop for Cursor {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}

@@ -1,0 +1,128 @@
+//! # aiolite — async SQLite for Rust
+//!
+//! aiolite brings Python's aiosqlite to Rust: `connect`, `execute`, `fetch_one` / `fetch_all`,
+//! `execute_many`, `execute_script`, `commit`, rows by column name — every call `async`, none
+//! blocking the executor, on any runtime (tokio, async-std, smol, `futures::executor`).
+//!
+//! ```
+//! # futures::executor::block_on(async {
+//! use aiolite::params;
+//!
+//! let db = aiolite::connect(":memory:").await?;
+//! db.execute_script(
+//!     "CREATE TABLE users(id INTEGER PRIMARY KEY, name TEXT NOT NULL, email TEXT UNIQUE);",
+//! )
+//! .await?;
+//! let id = db
+//!     .execute_insert("INSERT INTO users(name, email) VALUES (?, ?)", params!["Ann", "ann@example.com"])
+//!     .await?;
+//! let row = db.fetch_one("SELECT * FROM users WHERE id = ?", [id]).await?.unwrap();
+//! assert_eq!(row.get::<String>("name")?, "Ann");
+//!
+//! let err = db
+//!     .execute("INSERT INTO users(name, email) VALUES (?, ?)", params!["Bob", "ann@example.com"])
+//!     .await
+//!     .unwrap_err();
+//! assert!(err.is_unique_violation());
+//!
+//! db.with_transaction(|tx| async move {
+//!     tx.execute("UPDATE users SET name = ? WHERE id = ?", params!["Anne", id]).await?;
+//!     Ok::<_, aiolite::Error>(())
+//! })
+//! .await?;
+//! db.close().await?;
+//! # Ok::<(), aiolite::Error>(()) }).unwrap();
+//! ```
+//!
+//! # Features
+//! - `load-extension`: `Connection::enable_load_extension` / `load_extension` (off by default).
+//!
+//! # Design
+//!
+//! **One worker thread per connection.** [`connect`] starts a named thread (`aiolite-N`)
+//! that opens the database and owns the SQLite handle for its whole life. Callers never touch
+//! SQLite directly: every call becomes a *command* (an enum with owned SQL and owned parameter
+//! [`Value`]s) pushed onto a bounded FIFO queue. The worker runs commands one at a time in
+//! submission order, so SQLite is used from one thread at a time (it is opened in
+//! `NOMUTEX` mode). A full queue makes callers wait asynchronously for room; it never blocks
+//! a thread.
+//!
+//! **Replies.** Each command carries its own reply path. For Rust futures this is a one-shot
+//! slot with an atomic "ready" flag and a waker; the worker fills it and wakes the task. The
+//! path is pluggable (any `FnOnce(outcome)` callback), so other front ends, such as an asyncio
+//! bridge that completes Python futures through an eventfd, reuse the same worker without
+//! taking a lock of theirs on the worker thread. Replies are owned data ([`Row`] holds owned
+//! values plus column names shared by all rows of a result), so nothing borrowed crosses the
+//! thread boundary, and no rusqlite type appears in the API except in the [`call`](Connection::call) hatch.
+//!
+//! **Statements.** The worker keeps an LRU cache of prepared statements keyed by SQL text
+//! (128 by default), binds parameters without copying them, and reads columns straight into
+//! [`Value`]s. A [`Cursor`] keeps its statement open on the worker and streams rows in chunks
+//! of `iter_chunk_size`; the first chunk comes back with the `query` reply (one round trip for
+//! small results), and the next chunk is read while the current one is consumed, so a cursor
+//! holds at most two chunks whatever the size of the result.
+//!
+//! **Cancellation.** Dropping a call's future before its command started means the command
+//! never runs. Dropping it while the command runs aborts the statement through SQLite's
+//! progress handler when that is harmless (a read-only statement, or no explicit transaction
+//! open); a write inside a transaction runs to completion, because interrupting it could roll
+//! back the whole transaction behind its owner's back. [`Connection::interrupt`] interrupts the
+//! running statement at once from any thread, and
+//! [`statement_timeout`](ConnectOptions::statement_timeout) interrupts statements that run too
+//! long, both without a timer thread.
+//!
+//! **Transactions.** [`Connection::transaction`] returns a [`Transaction`] guard; while it is
+//! open, commands from other handles are held back by the worker (in order) until it ends, so
+//! nobody else's statement runs inside it. Dropping the guard rolls back.
+//! [`Connection::with_transaction`] commits on `Ok` and rolls back on `Err` or panic. Python's
+//! implicit transactions are available with [`ConnectOptions::isolation_level`].
+//!
+//! **Latency.** On virtual machines a parked thread takes tens of microseconds to wake, which
+//! would dominate a round trip. Three bounded measures cut it: the worker spins briefly
+//! before parking ([`ConnectOptions::worker_spin`]); a waiting caller spins briefly when the
+//! reply is expected within microseconds ([`ConnectOptions::wait_spin`]); and short read-only
+//! queries run directly on the caller's thread when the connection is idle
+//! ([`ConnectOptions::inline_reads`]), aborted and re-queued to the worker if they exceed a
+//! 50 µs budget, so the executor is never held longer than that.
+//!
+//! **Lifecycle.** [`Connection::close`] runs everything queued before it, rolls back an open
+//! transaction, closes SQLite and ends the thread; later calls fail with [`Error::Closed`].
+//! Dropping the last handle (clones, transactions and cursors count) does the same in the
+//! background. A panic in user code run by the worker ([`call`](Connection::call) closures,
+//! callbacks) is caught and reported as [`Error::Panicked`]; the connection stays usable.
+//! Worker threads never keep a process alive at exit.
+
+#![forbid(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+#![deny(clippy::all)]
+
+mod connection;
+mod cursor;
+mod de;
+mod error;
+mod options;
+#[doc(hidden)]
+pub mod params;
+mod queue;
+pub mod raw;
+mod reply;
+mod row;
+mod sql;
+mod stmt;
+mod transaction;
+mod value;
+mod worker;
+
+pub use connection::{Connection, connect};
+pub use cursor::Cursor;
+pub use error::{Error, ErrorCode, Result};
+pub use options::{ConnectOptions, IsolationLevel, RECOMMENDED_PRAGMAS, TransactionBehavior};
+pub use params::Params;
+pub use row::{Column, Row, RowIndex};
+pub use transaction::{Savepoint, Transaction};
+pub use value::{FromValue, ToValue, Value, ValueType};
+pub use worker::ExecResult;
+
+/// The rusqlite crate aiolite is built on (with SQLite bundled), for the
+/// [`call`](Connection::call) hatch.
+pub use rusqlite;

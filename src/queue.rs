@@ -1,0 +1,309 @@
+//! The bounded command queue between callers and a connection's worker thread.
+//!
+//! A `Mutex<VecDeque>` with two atomics beside it: `len`, so the worker can spin on the queue
+//! without taking the lock, and `pending`, the number of commands submitted and not yet
+//! finished (queued, deferred or running), which tells callers when the connection is idle.
+//! The worker spins for a bounded time when the queue runs dry, then parks; submitters unpark
+//! it only when it is parked (a Dekker-style handshake on `parked` and `len`).
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::task::{Context, Poll, Waker};
+use std::thread::Thread;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::worker::Job;
+
+const OPEN: u8 = 0;
+/// `close()` was called: no new commands; the worker drains and exits.
+const CLOSED: u8 = 1;
+/// Every handle is gone: the worker drains and exits.
+const DROPPED: u8 = 2;
+
+pub(crate) struct Queue {
+    inner: Mutex<Inner>,
+    len: AtomicUsize,
+    pending: AtomicUsize,
+    parked: AtomicBool,
+    state: AtomicU8,
+    thread: OnceLock<Thread>,
+    capacity: usize,
+}
+
+struct Inner {
+    jobs: VecDeque<Job>,
+    /// Callers waiting for room, in arrival order.
+    waiters: VecDeque<(u64, Waker)>,
+}
+
+impl Queue {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Queue {
+            inner: Mutex::new(Inner {
+                jobs: VecDeque::with_capacity(capacity.min(64)),
+                waiters: VecDeque::new(),
+            }),
+            len: AtomicUsize::new(0),
+            pending: AtomicUsize::new(0),
+            parked: AtomicBool::new(false),
+            state: AtomicU8::new(OPEN),
+            thread: OnceLock::new(),
+            capacity,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Called by the worker thread once, before it first parks.
+    pub(crate) fn set_thread(&self) {
+        let _ = self.thread.set(std::thread::current());
+    }
+
+    /// Commands submitted and not yet finished.
+    #[inline]
+    pub(crate) fn pending(&self) -> usize {
+        self.pending.load(Ordering::Acquire)
+    }
+
+    /// `true` while the worker is parked (a new command will pay a thread wake-up).
+    #[inline]
+    pub(crate) fn worker_parked(&self) -> bool {
+        self.parked.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.state.load(Ordering::Acquire) != OPEN
+    }
+
+    fn wake_worker(&self) {
+        if self.parked.load(Ordering::SeqCst)
+            && let Some(t) = self.thread.get()
+        {
+            t.unpark();
+        }
+    }
+
+    /// Push unless the queue is closed or (when not `force`d) full; a refused job comes back.
+    fn try_push(&self, job: Job, force: bool) -> std::result::Result<(), Refused> {
+        let mut q = self.lock();
+        if self.state.load(Ordering::Acquire) != OPEN {
+            return Err(Refused::Closed);
+        }
+        if !force && q.jobs.len() >= self.capacity {
+            return Err(Refused::Full(Box::new(job)));
+        }
+        // Count it before it becomes visible, so the worker cannot finish it first.
+        self.pending.fetch_add(1, Ordering::AcqRel);
+        q.jobs.push_back(job);
+        self.len.store(q.jobs.len(), Ordering::SeqCst);
+        drop(q);
+        self.wake_worker();
+        Ok(())
+    }
+
+    /// Push without waiting: `Err(QueueFull)` or `Err(Closed)`.
+    pub(crate) fn push_now(&self, job: Job) -> Result<()> {
+        self.try_push(job, false).map_err(|r| match r {
+            Refused::Closed => Error::Closed,
+            Refused::Full(_) => Error::QueueFull,
+        })
+    }
+
+    /// Push past the capacity bound (cleanup commands from `Drop`, which cannot wait). Returns
+    /// `false` when the queue is closed.
+    pub(crate) fn push_force(&self, job: Job) -> bool {
+        self.try_push(job, true).is_ok()
+    }
+
+    /// Push `close` and mark the queue closed in one step, so every command submitted before
+    /// it runs and every later one is refused. `false` when already closed.
+    pub(crate) fn push_close(&self, job: Job) -> bool {
+        let mut q = self.lock();
+        if self.state.load(Ordering::Acquire) != OPEN {
+            return false;
+        }
+        self.pending.fetch_add(1, Ordering::AcqRel);
+        q.jobs.push_back(job);
+        self.state.store(CLOSED, Ordering::Release);
+        self.len.store(q.jobs.len(), Ordering::SeqCst);
+        let waiters: Vec<Waker> = q.waiters.drain(..).map(|(_, w)| w).collect();
+        drop(q);
+        for w in waiters {
+            w.wake();
+        }
+        self.wake_worker();
+        true
+    }
+
+    /// Every handle is gone: let the worker finish what is queued and exit.
+    pub(crate) fn mark_dropped(&self) {
+        let _q = self.lock();
+        let _ = self
+            .state
+            .compare_exchange(OPEN, DROPPED, Ordering::AcqRel, Ordering::Acquire);
+        drop(_q);
+        if let Some(t) = self.thread.get() {
+            t.unpark();
+        }
+    }
+
+    /// The worker failed to start or stopped: refuse everything from now on.
+    pub(crate) fn shut(&self) -> Vec<Job> {
+        let mut q = self.lock();
+        self.state.store(CLOSED, Ordering::Release);
+        let jobs: Vec<Job> = q.jobs.drain(..).collect();
+        self.len.store(0, Ordering::SeqCst);
+        let waiters: Vec<Waker> = q.waiters.drain(..).map(|(_, w)| w).collect();
+        drop(q);
+        for w in waiters {
+            w.wake();
+        }
+        jobs
+    }
+
+    /// A command finished (ran, was skipped or refused).
+    #[inline]
+    pub(crate) fn finished(&self) {
+        self.pending.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    fn pop(&self) -> Option<Job> {
+        if self.len.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        let mut q = self.lock();
+        let job = q.jobs.pop_front();
+        self.len.store(q.jobs.len(), Ordering::SeqCst);
+        if job.is_some()
+            && q.jobs.len() < self.capacity
+            && let Some((_, w)) = q.waiters.pop_front()
+        {
+            drop(q);
+            w.wake();
+        }
+        job
+    }
+
+    /// The worker's wait for the next command: spin up to `spin`, then park. `None` when the
+    /// queue is closed or dropped and empty.
+    pub(crate) fn next(&self, spin: Duration) -> Option<Job> {
+        loop {
+            if let Some(job) = self.pop() {
+                return Some(job);
+            }
+            if self.state.load(Ordering::Acquire) != OPEN && self.len.load(Ordering::Acquire) == 0 {
+                return None;
+            }
+            if !spin.is_zero() {
+                let start = Instant::now();
+                let mut i = 0_u32;
+                while self.len.load(Ordering::Relaxed) == 0 && self.state.load(Ordering::Relaxed) == OPEN {
+                    std::hint::spin_loop();
+                    i = i.wrapping_add(1);
+                    if i % 64 == 0 && start.elapsed() >= spin {
+                        break;
+                    }
+                }
+                if self.len.load(Ordering::Acquire) != 0 {
+                    continue;
+                }
+            }
+            self.parked.store(true, Ordering::SeqCst);
+            if self.len.load(Ordering::SeqCst) == 0 && self.state.load(Ordering::SeqCst) == OPEN {
+                std::thread::park();
+            }
+            self.parked.store(false, Ordering::SeqCst);
+        }
+    }
+
+    /// A future that submits `job`, waiting (FIFO) for room when the queue is full.
+    pub(crate) fn submit(&self, job: Job, ticket: u64) -> Submit<'_> {
+        Submit {
+            queue: self,
+            job: Some(job),
+            ticket,
+            waiting: false,
+        }
+    }
+}
+
+/// Why a push was refused.
+enum Refused {
+    Closed,
+    Full(Box<Job>),
+}
+
+/// See [`Queue::submit`].
+pub(crate) struct Submit<'a> {
+    queue: &'a Queue,
+    job: Option<Job>,
+    ticket: u64,
+    waiting: bool,
+}
+
+impl Future for Submit<'_> {
+    type Output = Result<()>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        let Some(job) = self.job.take() else {
+            return Poll::Ready(Ok(()));
+        };
+        match self.queue.try_push(job, false) {
+            Ok(()) => {
+                if self.waiting {
+                    self.waiting = false;
+                    self.queue.lock().waiters.retain(|(t, _)| *t != self.ticket);
+                }
+                Poll::Ready(Ok(()))
+            }
+            Err(Refused::Closed) => Poll::Ready(Err(Error::Closed)),
+            Err(Refused::Full(job)) => {
+                let job = *job;
+                let mut q = self.queue.lock();
+                // Re-check under the lock: the worker may have made room meanwhile.
+                if q.jobs.len() < self.queue.capacity || self.queue.state.load(Ordering::Acquire) != OPEN {
+                    drop(q);
+                    self.job = Some(job);
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+                let ticket = self.ticket;
+                match q.waiters.iter_mut().find(|(t, _)| *t == ticket) {
+                    Some((_, w)) => w.clone_from(cx.waker()),
+                    None => q.waiters.push_back((ticket, cx.waker().clone())),
+                }
+                drop(q);
+                self.waiting = true;
+                self.job = Some(job);
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl Drop for Submit<'_> {
+    fn drop(&mut self) {
+        if self.waiting {
+            let mut q = self.queue.lock();
+            let before = q.waiters.len();
+            q.waiters.retain(|(t, _)| *t != self.ticket);
+            let was_woken = q.waiters.len() == before;
+            // We were woken for a free place we will not take: pass it on.
+            let next = if was_woken && q.jobs.len() < self.queue.capacity {
+                q.waiters.front().map(|(_, w)| w.clone())
+            } else {
+                None
+            };
+            drop(q);
+            if let Some(w) = next {
+                w.wake();
+            }
+        }
+    }
+}

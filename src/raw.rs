@@ -1,0 +1,210 @@
+//! Low-level access to a connection's worker, for building other front ends.
+//!
+//! The async API of [`Connection`] is one front end over the worker; this module is the door
+//! for others — an asyncio bridge, a callback-based C API, a test harness. A [`Command`] is
+//! submitted with [`Connection::submit`] together with any `FnOnce(Result<Reply>)` callback,
+//! which the worker calls with the outcome, on its own thread. The worker holds no lock of the
+//! front end's while running SQL, and the callback is the only code of the front end it runs:
+//! keep it short and non-blocking (push the reply to a queue, write an eventfd, …).
+//!
+//! Commands from `submit` run in submission order with everything else sent to the
+//! connection, and wait behind an open [`Transaction`](crate::Transaction) of another handle
+//! like any statement.
+//!
+//! ```
+//! # futures::executor::block_on(async {
+//! use std::sync::mpsc;
+//! use aiolite::raw::{Command, Reply};
+//!
+//! let db = aiolite::connect(":memory:").await?;
+//! let (tx, rx) = mpsc::channel();
+//! db.submit(Command::fetch_scalar("SELECT 40 + 2", ()), move |outcome| {
+//!     tx.send(outcome).unwrap();
+//! })?;
+//! match rx.recv().unwrap()? {
+//!     Reply::Scalar(Some(v)) => assert_eq!(v.as_i64(), Some(42)),
+//!     other => panic!("{other:?}"),
+//! }
+//! # Ok::<(), aiolite::Error>(()) }).unwrap();
+//! ```
+
+use std::any::Any;
+use std::fmt;
+
+use crate::connection::Connection;
+use crate::error::Result;
+use crate::params::Params;
+use crate::reply::ReplyTo;
+use crate::worker::{Job, Op};
+
+pub use crate::worker::{CursorChunk, Reply};
+
+/// One command for a connection's worker. Build it with the constructors below.
+pub struct Command {
+    pub(crate) op: Op,
+}
+
+impl fmt::Debug for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match &self.op {
+            Op::Execute { .. } => "execute",
+            Op::ExecuteMany { .. } => "execute_many",
+            Op::Script { .. } => "execute_script",
+            Op::FetchAll { .. } => "fetch_all",
+            Op::FetchOne { .. } => "fetch_one",
+            Op::FetchScalar { .. } => "fetch_scalar",
+            Op::Query { .. } => "query",
+            Op::CursorNext { .. } => "cursor_next",
+            Op::CursorClose { .. } => "cursor_close",
+            Op::Commit => "commit",
+            Op::Rollback => "rollback",
+            Op::Call(_) => "call",
+            _ => "internal",
+        };
+        f.debug_struct("Command").field("op", &name).finish()
+    }
+}
+
+impl Command {
+    /// `execute` → [`Reply::Exec`].
+    pub fn execute(sql: impl Into<Box<str>>, params: impl Params) -> Command {
+        Command {
+            op: Op::Execute {
+                sql: sql.into(),
+                params: params.into_values(),
+            },
+        }
+    }
+
+    /// `execute_many` → [`Reply::Changes`].
+    pub fn execute_many<I>(sql: impl Into<Box<str>>, rows: I) -> Command
+    where
+        I: IntoIterator,
+        I::Item: Params,
+    {
+        Command {
+            op: Op::ExecuteMany {
+                sql: sql.into(),
+                rows: rows.into_iter().map(Params::into_values).collect(),
+            },
+        }
+    }
+
+    /// `execute_script` → [`Reply::Unit`].
+    pub fn execute_script(sql: impl Into<Box<str>>) -> Command {
+        Command {
+            op: Op::Script { sql: sql.into() },
+        }
+    }
+
+    /// `fetch_all` → [`Reply::Rows`].
+    pub fn fetch_all(sql: impl Into<Box<str>>, params: impl Params) -> Command {
+        Command {
+            op: Op::FetchAll {
+                sql: sql.into(),
+                params: params.into_values(),
+            },
+        }
+    }
+
+    /// `fetch_one` → [`Reply::Row`].
+    pub fn fetch_one(sql: impl Into<Box<str>>, params: impl Params) -> Command {
+        Command {
+            op: Op::FetchOne {
+                sql: sql.into(),
+                params: params.into_values(),
+            },
+        }
+    }
+
+    /// `fetch_scalar` → [`Reply::Scalar`].
+    pub fn fetch_scalar(sql: impl Into<Box<str>>, params: impl Params) -> Command {
+        Command {
+            op: Op::FetchScalar {
+                sql: sql.into(),
+                params: params.into_values(),
+            },
+        }
+    }
+
+    /// Start a streaming query under the caller-chosen id `cursor` (take one from
+    /// [`Connection::new_cursor_id`]) → [`Reply::Chunk`] with the first `chunk` rows. Unless
+    /// the chunk says `done`, the statement stays open until [`Command::cursor_close`] (or
+    /// the end of the rows).
+    pub fn query(cursor: u64, sql: impl Into<Box<str>>, params: impl Params, chunk: usize) -> Command {
+        Command {
+            op: Op::Query {
+                cursor,
+                sql: sql.into(),
+                params: params.into_values(),
+                chunk: chunk.max(1),
+            },
+        }
+    }
+
+    /// The next `n` rows of cursor `cursor` → [`Reply::Chunk`] (empty and `done` for an
+    /// unknown or finished cursor).
+    pub fn cursor_next(cursor: u64, n: usize) -> Command {
+        Command {
+            op: Op::CursorNext { cursor, n: n.max(1) },
+        }
+    }
+
+    /// Finalize cursor `cursor`'s statement → [`Reply::Unit`].
+    pub fn cursor_close(cursor: u64) -> Command {
+        Command {
+            op: Op::CursorClose { cursor },
+        }
+    }
+
+    /// Commit the open transaction, if any → [`Reply::Unit`].
+    pub fn commit() -> Command {
+        Command { op: Op::Commit }
+    }
+
+    /// Roll back the open transaction, if any → [`Reply::Unit`].
+    pub fn rollback() -> Command {
+        Command { op: Op::Rollback }
+    }
+
+    /// Run `f` on the worker with the rusqlite connection → [`Reply::Any`] holding `f`'s
+    /// return value. A panic becomes [`Error::Panicked`](crate::Error::Panicked).
+    pub fn call<F>(f: F) -> Command
+    where
+        F: FnOnce(&mut rusqlite::Connection) -> Box<dyn Any + Send> + Send + 'static,
+    {
+        Command {
+            op: Op::Call(Box::new(f)),
+        }
+    }
+}
+
+impl Connection {
+    /// Submit a command without waiting: `reply` is called on the worker thread with the
+    /// outcome. See the [`raw`](crate::raw) module.
+    ///
+    /// # Failure
+    /// [`Error::QueueFull`](crate::Error::QueueFull) when the queue is at its capacity (the
+    /// command was not queued: retry later), [`Error::Closed`](crate::Error::Closed) after
+    /// `close()`. In both cases `reply` is not called.
+    pub fn submit(&self, command: Command, reply: impl FnOnce(Result<Reply>) + Send + 'static) -> Result<()> {
+        let shared = self.shared();
+        shared.queue.push_now(Job {
+            id: shared.next_id(),
+            owner: 0,
+            op: command.op,
+            reply: ReplyTo::Sink(Box::new(reply)),
+        })
+    }
+
+    /// A fresh id for [`Command::query`].
+    pub fn new_cursor_id(&self) -> u64 {
+        self.shared().next_id()
+    }
+
+    /// Commands submitted to this connection and not finished yet (queued, waiting behind a
+    /// transaction, or running).
+    pub fn pending(&self) -> usize {
+        self.shared().queue.pending()
+    }
+}

@@ -1,0 +1,167 @@
+//! Replies from the worker: a one-shot slot for Rust futures, or any callback (the pluggable
+//! reply path that other front ends, such as an asyncio bridge, plug into).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use futures_util::task::AtomicWaker;
+
+use crate::error::{Error, Result};
+use crate::worker::{Reply, Shared};
+
+/// What a command produces.
+pub(crate) type Outcome = Result<Reply>;
+
+/// A one-shot reply slot shared by a waiting future and the worker.
+pub(crate) struct Slot {
+    ready: AtomicBool,
+    cancelled: AtomicBool,
+    value: Mutex<Option<Outcome>>,
+    waker: AtomicWaker,
+}
+
+impl Slot {
+    pub(crate) fn new() -> Arc<Slot> {
+        Arc::new(Slot {
+            ready: AtomicBool::new(false),
+            cancelled: AtomicBool::new(false),
+            value: Mutex::new(None),
+            waker: AtomicWaker::new(),
+        })
+    }
+
+    pub(crate) fn complete(&self, outcome: Outcome) {
+        *self.value.lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
+        self.ready.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+
+    #[inline]
+    pub(crate) fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    #[inline]
+    pub(crate) fn try_take(&self) -> Option<Outcome> {
+        if self.is_ready() {
+            self.value.lock().unwrap_or_else(|e| e.into_inner()).take()
+        } else {
+            None
+        }
+    }
+
+    pub(crate) fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn register(&self, cx: &Context<'_>) {
+        self.waker.register(cx.waker());
+    }
+}
+
+/// A reply sink: receives the outcome of one command, on the worker thread.
+pub(crate) type Sink = Box<dyn FnOnce(Outcome) + Send>;
+
+/// Where the worker sends a command's outcome.
+pub(crate) enum ReplyTo {
+    /// A Rust future waiting on a slot.
+    Slot(Arc<Slot>),
+    /// A callback (other front ends). It runs on the worker thread and must not block.
+    Sink(Sink),
+    /// Nobody: fire-and-forget cleanup commands.
+    Nobody,
+}
+
+impl ReplyTo {
+    /// `true` when the waiting future was dropped: the command need not run.
+    #[inline]
+    pub(crate) fn is_cancelled(&self) -> bool {
+        match self {
+            ReplyTo::Slot(s) => s.cancelled.load(Ordering::Acquire),
+            ReplyTo::Sink(_) | ReplyTo::Nobody => false,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn send(self, outcome: Outcome) {
+        match self {
+            ReplyTo::Slot(s) => s.complete(outcome),
+            ReplyTo::Sink(f) => {
+                // A panicking sink must not take the worker down.
+                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(outcome))).is_err() {
+                    tracing::error!("aiolite: a reply sink panicked");
+                }
+            }
+            ReplyTo::Nobody => {}
+        }
+    }
+}
+
+/// Waits for the reply to job `id`. Dropping it before the reply arrives cancels the job: a
+/// job that has not started never runs, and one that is running is interrupted when that is
+/// safe (see `worker::Ctx`).
+pub(crate) struct WaitReply<'a> {
+    pub(crate) shared: &'a Shared,
+    pub(crate) slot: Arc<Slot>,
+    pub(crate) id: u64,
+    pub(crate) may_spin: bool,
+    pub(crate) done: bool,
+}
+
+impl Future for WaitReply<'_> {
+    type Output = Outcome;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
+        if let Some(v) = self.slot.try_take() {
+            self.done = true;
+            return Poll::Ready(v);
+        }
+        if std::mem::take(&mut self.may_spin) {
+            // Bounded, adaptive spin (see `ConnectOptions::wait_spin`): only when the worker
+            // was awake and recent commands finished well within the bound.
+            let limit = self.shared.wait_spin_ns;
+            let start = Instant::now();
+            let mut i = 0_u32;
+            loop {
+                std::hint::spin_loop();
+                if self.slot.is_ready() {
+                    break;
+                }
+                i += 1;
+                if i % 32 == 0 && start.elapsed().as_nanos() as u64 > limit {
+                    break;
+                }
+            }
+            if let Some(v) = self.slot.try_take() {
+                self.done = true;
+                return Poll::Ready(v);
+            }
+        }
+        self.slot.register(cx);
+        if let Some(v) = self.slot.try_take() {
+            self.done = true;
+            return Poll::Ready(v);
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for WaitReply<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.slot.cancel();
+            self.shared.ctx.request_cancel(self.id);
+        }
+    }
+}
+
+/// Turn a worker outcome of the wrong shape into an internal error (never expected).
+pub(crate) fn unexpected(what: &str) -> Error {
+    Error::Unsupported {
+        message: format!("internal: unexpected reply to {what}"),
+    }
+}

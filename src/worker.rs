@@ -1,0 +1,1128 @@
+//! The worker thread that owns a connection's SQLite handle, and the commands it runs.
+
+use std::any::Any;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use rusqlite::ffi;
+
+use crate::error::{Error, Result};
+use crate::options::{self, ConnectOptions, IsolationLevel, TransactionBehavior};
+use crate::params::ParamValues;
+use crate::queue::Queue;
+use crate::reply::{Outcome, ReplyTo, Slot};
+use crate::row::{Column, Row};
+use crate::sql::{self, Verb};
+use crate::stmt::{Stmt, StmtCache};
+use crate::value::Value;
+
+/// What `execute` reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct ExecResult {
+    /// Rows inserted, updated or deleted by the statement itself (not by triggers); `0` for
+    /// statements that change no rows (DDL, `SELECT`, …).
+    pub changes: u64,
+    /// `sqlite3_last_insert_rowid()` after the statement: the rowid of the most recent
+    /// successful `INSERT` on this connection (by this statement, or an earlier one).
+    pub last_insert_rowid: i64,
+}
+
+/// A chunk of a streaming query's rows.
+#[derive(Debug)]
+pub struct CursorChunk {
+    /// The result columns.
+    pub columns: Arc<[Column]>,
+    /// The rows of this chunk.
+    pub rows: Vec<Row>,
+    /// `true` when the statement finished (no more chunks; the cursor is closed).
+    pub done: bool,
+}
+
+/// A closure for the `call` hatch.
+pub(crate) type CallFn = Box<dyn FnOnce(&mut rusqlite::Connection) -> Box<dyn Any + Send> + Send>;
+
+/// A command for the worker.
+pub(crate) enum Op {
+    Execute {
+        sql: Box<str>,
+        params: ParamValues,
+    },
+    ExecuteMany {
+        sql: Box<str>,
+        rows: Vec<ParamValues>,
+    },
+    Script {
+        sql: Box<str>,
+    },
+    FetchAll {
+        sql: Box<str>,
+        params: ParamValues,
+    },
+    FetchOne {
+        sql: Box<str>,
+        params: ParamValues,
+    },
+    FetchScalar {
+        sql: Box<str>,
+        params: ParamValues,
+    },
+    Query {
+        cursor: u64,
+        sql: Box<str>,
+        params: ParamValues,
+        chunk: usize,
+    },
+    CursorNext {
+        cursor: u64,
+        n: usize,
+    },
+    CursorClose {
+        cursor: u64,
+    },
+    /// Begin a transaction owned by the job's owner id (takes the exclusivity gate).
+    Begin(TransactionBehavior),
+    Commit,
+    Rollback,
+    /// A transaction handle was dropped: roll back if still open and release the gate.
+    EndTx,
+    Savepoint {
+        name: Box<str>,
+    },
+    Release {
+        name: Box<str>,
+    },
+    /// `ROLLBACK TO name; RELEASE name`.
+    RollbackTo {
+        name: Box<str>,
+    },
+    Call(CallFn),
+    Close,
+}
+
+impl Op {
+    /// Commands that continue or clean up something already started: they pass the
+    /// transaction gate (a cursor's next chunk is not a new statement; cleanups never wait).
+    fn exempt(&self) -> bool {
+        matches!(self, Op::CursorNext { .. } | Op::CursorClose { .. } | Op::Close)
+    }
+}
+
+/// What the worker answers to a [`Command`](crate::raw::Command).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Reply {
+    /// Done, nothing to report (`execute_script`, `commit`, `cursor_close`, …).
+    Unit,
+    /// `execute`.
+    Exec(ExecResult),
+    /// `execute_many`: total rows changed.
+    Changes(u64),
+    /// `fetch_all`.
+    Rows(Vec<Row>),
+    /// `fetch_one`.
+    Row(Option<Row>),
+    /// `fetch_scalar`: the first column of the first row, `None` when there is no row.
+    Scalar(Option<Value>),
+    /// `query` and `cursor_next`.
+    Chunk(CursorChunk),
+    /// `call`: the closure's return value.
+    Any(Box<dyn Any + Send>),
+}
+
+/// One queued command with its reply path.
+pub(crate) struct Job {
+    pub(crate) id: u64,
+    /// `0`, or the id of the transaction the command belongs to.
+    pub(crate) owner: u64,
+    pub(crate) op: Op,
+    pub(crate) reply: ReplyTo,
+}
+
+/// State shared between a connection's handles, its worker and the progress handler.
+pub(crate) struct Shared {
+    pub(crate) queue: Queue,
+    conn: Mutex<Option<ConnState>>,
+    pub(crate) ctx: Arc<Ctx>,
+    pub(crate) interrupt: OnceLock<rusqlite::InterruptHandle>,
+    in_tx: AtomicBool,
+    total_changes: AtomicI64,
+    next_id: AtomicU64,
+    /// Moving average of how long the worker takes per command, in ns.
+    service_ns: AtomicU64,
+    pub(crate) chunk_size: usize,
+    pub(crate) wait_spin_ns: u64,
+    pub(crate) inline_reads: bool,
+    inline_budget_ns: u64,
+    pub(crate) path: String,
+}
+
+impl Shared {
+    pub(crate) fn new(opts: &ConnectOptions) -> Self {
+        Shared {
+            queue: Queue::new(opts.queue_capacity),
+            conn: Mutex::new(None),
+            ctx: Arc::new(Ctx::new()),
+            interrupt: OnceLock::new(),
+            in_tx: AtomicBool::new(false),
+            total_changes: AtomicI64::new(0),
+            next_id: AtomicU64::new(1),
+            service_ns: AtomicU64::new(u64::MAX),
+            chunk_size: opts.iter_chunk_size,
+            wait_spin_ns: opts.wait_spin.as_nanos().min(u128::from(u64::MAX)) as u64,
+            inline_reads: opts.inline_reads,
+            inline_budget_ns: opts.inline_budget.as_nanos().min(u128::from(u64::MAX)) as u64,
+            path: opts.path.to_string_lossy().into_owned(),
+        }
+    }
+
+    /// A fresh id for a job, a transaction or a cursor.
+    #[inline]
+    pub(crate) fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn in_transaction(&self) -> bool {
+        self.in_tx.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn total_changes(&self) -> u64 {
+        self.total_changes.load(Ordering::Acquire).max(0) as u64
+    }
+
+    fn lock_conn(&self) -> MutexGuard<'_, Option<ConnState>> {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn publish(&self, state: &ConnState) {
+        // SAFETY: `db` is the open handle owned by `state.conn`; we hold the lock.
+        let (autocommit, total) = unsafe {
+            (
+                ffi::sqlite3_get_autocommit(state.db) != 0,
+                ffi::sqlite3_total_changes64(state.db),
+            )
+        };
+        self.in_tx.store(!autocommit, Ordering::Release);
+        self.total_changes.store(total, Ordering::Release);
+    }
+
+    /// Whether a waiting caller should spin for its reply (see `ConnectOptions::wait_spin`).
+    #[inline]
+    pub(crate) fn should_spin(&self) -> bool {
+        self.wait_spin_ns != 0
+            && !self.queue.worker_parked()
+            && self.service_ns.load(Ordering::Relaxed).saturating_mul(2) < self.wait_spin_ns
+    }
+
+    fn record_service(&self, ns: u64) {
+        let old = self.service_ns.load(Ordering::Relaxed);
+        let new = if old == u64::MAX { ns } else { old - old / 8 + ns / 8 };
+        self.service_ns.store(new, Ordering::Relaxed);
+    }
+
+    /// Run a short read-only fetch on the calling thread when the connection is idle (nothing
+    /// queued or running, no other transaction holding the gate). `None` means "send it to the
+    /// worker": not idle, not read-only, over the time budget, or a lock was met.
+    pub(crate) fn try_inline(&self, owner: u64, text: &str, params: &ParamValues, kind: FetchKind) -> Option<Outcome> {
+        if !self.inline_reads || self.queue.pending() != 0 || sql::verb(text) != Verb::Select {
+            return None;
+        }
+        let mut guard = self.conn.try_lock().ok()?;
+        // Re-check under the lock: anything submitted from now on runs after us.
+        if self.queue.pending() != 0 {
+            return None;
+        }
+        let state = guard.as_mut()?;
+        if state.gate != owner || state.gate_ended.is_some() {
+            return None;
+        }
+        let out = state.fetch_inline(text, params, kind, self.inline_budget_ns)?;
+        self.publish(state);
+        Some(out)
+    }
+}
+
+/// Which fetch a command is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FetchKind {
+    All,
+    One,
+    Scalar,
+}
+
+/// State read by the progress handler, which SQLite calls every [`PROGRESS_PERIOD`] virtual
+/// machine instructions on whatever thread is stepping a statement.
+///
+/// It implements three things without any timer thread: cancellation of the running command
+/// when its future is dropped (`cancel_job == current_job`, only when aborting is harmless:
+/// read-only statements, or no explicit transaction open), the statement timeout
+/// (`deadline`), and the time budget of inline reads (`inline_deadline`). A user progress
+/// handler is called from here too.
+pub(crate) struct Ctx {
+    epoch: Instant,
+    current_job: AtomicU64,
+    cancel_job: AtomicU64,
+    cancellable: AtomicBool,
+    deadline: AtomicU64,
+    inline_deadline: AtomicU64,
+    timed_out: AtomicBool,
+    inline_aborted: AtomicBool,
+    has_user: AtomicBool,
+    user: Mutex<Option<UserProgress>>,
+}
+
+/// A user progress handler: called every `every` instructions; `true` aborts.
+pub(crate) struct UserProgress {
+    pub(crate) every: u32,
+    pub(crate) count: u32,
+    pub(crate) f: Box<dyn FnMut() -> bool + Send>,
+}
+
+/// Instructions between progress-handler calls.
+pub(crate) const PROGRESS_PERIOD: u32 = 1000;
+
+impl Ctx {
+    fn new() -> Self {
+        Ctx {
+            epoch: Instant::now(),
+            current_job: AtomicU64::new(0),
+            cancel_job: AtomicU64::new(0),
+            cancellable: AtomicBool::new(false),
+            deadline: AtomicU64::new(0),
+            inline_deadline: AtomicU64::new(0),
+            timed_out: AtomicBool::new(false),
+            inline_aborted: AtomicBool::new(false),
+            has_user: AtomicBool::new(false),
+            user: Mutex::new(None),
+        }
+    }
+
+    #[inline]
+    fn now_ns(&self) -> u64 {
+        (self.epoch.elapsed().as_nanos() as u64).max(1)
+    }
+
+    /// The future waiting for job `id` was dropped: abort it if it is running (and safe).
+    pub(crate) fn request_cancel(&self, id: u64) {
+        if id != 0 && self.current_job.load(Ordering::Acquire) == id {
+            self.cancel_job.store(id, Ordering::Release);
+        }
+    }
+
+    fn start_job(&self, id: u64) {
+        self.cancellable.store(false, Ordering::Relaxed);
+        self.current_job.store(id, Ordering::Release);
+    }
+
+    fn end_job(&self) {
+        self.current_job.store(0, Ordering::Release);
+        self.cancellable.store(false, Ordering::Relaxed);
+    }
+
+    #[inline]
+    fn set_cancellable(&self, yes: bool) {
+        self.cancellable.store(yes, Ordering::Relaxed);
+    }
+
+    fn arm(&self, timeout: Option<Duration>) {
+        if let Some(t) = timeout {
+            let ns = self
+                .now_ns()
+                .saturating_add(t.as_nanos().min(u128::from(u64::MAX)) as u64);
+            self.deadline.store(ns, Ordering::Relaxed);
+        }
+    }
+
+    fn disarm(&self) {
+        self.deadline.store(0, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_user(&self, handler: Option<UserProgress>) {
+        let has = handler.is_some();
+        *self.user.lock().unwrap_or_else(|e| e.into_inner()) = handler;
+        self.has_user.store(has, Ordering::Release);
+    }
+
+    /// The progress handler body: `true` aborts the statement with `SQLITE_INTERRUPT`.
+    fn on_progress(&self) -> bool {
+        let cur = self.current_job.load(Ordering::Relaxed);
+        if cur != 0 && self.cancel_job.load(Ordering::Relaxed) == cur && self.cancellable.load(Ordering::Relaxed) {
+            return true;
+        }
+        let deadline = self.deadline.load(Ordering::Relaxed);
+        let inline = self.inline_deadline.load(Ordering::Relaxed);
+        if deadline != 0 || inline != 0 {
+            let now = self.now_ns();
+            if inline != 0 && now > inline {
+                self.inline_aborted.store(true, Ordering::Relaxed);
+                return true;
+            }
+            if deadline != 0 && now > deadline {
+                self.timed_out.store(true, Ordering::Relaxed);
+                return true;
+            }
+        }
+        if self.has_user.load(Ordering::Relaxed) {
+            let mut guard = self.user.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(u) = guard.as_mut() {
+                u.count = u.count.saturating_add(PROGRESS_PERIOD);
+                if u.count >= u.every {
+                    u.count = 0;
+                    return std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (u.f)())).unwrap_or(true);
+                }
+            }
+        }
+        false
+    }
+}
+
+/// A statement kept open by a streaming cursor.
+struct OpenCursor {
+    sql: Box<str>,
+    stmt: Stmt,
+    /// The bound values: they must live as long as the statement is stepped.
+    _params: ParamValues,
+}
+
+/// The connection as the worker owns it. Field order matters: statements are dropped
+/// (finalized) before the connection.
+pub(crate) struct ConnState {
+    cursors: HashMap<u64, OpenCursor>,
+    cache: StmtCache,
+    conn: rusqlite::Connection,
+    /// `conn`'s handle, cached (refreshed after `call`).
+    db: *mut ffi::sqlite3,
+    isolation: Option<IsolationLevel>,
+    statement_timeout: Option<Duration>,
+    busy_timeout: Duration,
+    /// The transaction holding exclusivity (0: none).
+    gate: u64,
+    /// Set when the gate's transaction ended without its handle (an error made SQLite roll
+    /// it back, or a COMMIT/ROLLBACK statement was run through it).
+    gate_ended: Option<&'static str>,
+    ctx: Arc<Ctx>,
+}
+
+// SAFETY: `db` is the handle owned by `conn` (which is `Send`), and the state is only used by
+// the thread holding the `Shared::conn` lock.
+unsafe impl Send for ConnState {}
+
+/// A failed statement: the error, with the SQL attached and interrupts mapped to timeouts.
+type StmtResult<T> = Result<T>;
+
+impl ConnState {
+    fn open(opts: &ConnectOptions, ctx: Arc<Ctx>) -> Result<ConnState> {
+        use rusqlite::OpenFlags as F;
+        let mut flags = F::SQLITE_OPEN_URI | F::SQLITE_OPEN_NO_MUTEX;
+        if opts.read_only {
+            flags |= F::SQLITE_OPEN_READ_ONLY;
+        } else {
+            flags |= F::SQLITE_OPEN_READ_WRITE;
+            if opts.create_if_missing {
+                flags |= F::SQLITE_OPEN_CREATE;
+            }
+        }
+        let mut conn = rusqlite::Connection::open_with_flags(&opts.path, flags).map_err(|e| {
+            let e = Error::from_rusqlite(e);
+            match e {
+                Error::Sqlite {
+                    code,
+                    extended_code,
+                    message,
+                    ..
+                } => Error::Sqlite {
+                    code,
+                    extended_code,
+                    message: format!("{message}: {}", opts.path.display()),
+                    sql: None,
+                },
+                other => other,
+            }
+        })?;
+        conn.busy_timeout(opts.busy_timeout).map_err(Error::from_rusqlite)?;
+        let handler_ctx = Arc::clone(&ctx);
+        conn.progress_handler(PROGRESS_PERIOD as i32, Some(move || handler_ctx.on_progress()))
+            .map_err(Error::from_rusqlite)?;
+        // SAFETY: rusqlite documents `handle()` as the raw handle of this open connection; we
+        // only use it while owning `conn`.
+        let db = unsafe { conn.handle() };
+        let mut state = ConnState {
+            cursors: HashMap::new(),
+            cache: StmtCache::new(opts.statement_cache_capacity),
+            conn,
+            db,
+            isolation: opts.isolation_level,
+            statement_timeout: opts.statement_timeout,
+            busy_timeout: opts.busy_timeout,
+            gate: 0,
+            gate_ended: None,
+            ctx,
+        };
+        for (name, value) in &opts.pragmas {
+            state.apply_pragma(name, value)?;
+        }
+        Ok(state)
+    }
+
+    fn apply_pragma(&mut self, name: &str, value: &str) -> Result<()> {
+        options::check_pragma_name(name)?;
+        let set = format!("PRAGMA {name} = {}", options::pragma_value_sql(value));
+        let first = |conn: &rusqlite::Connection, text: &str| -> Result<Option<String>> {
+            let mut st = conn.prepare(text).map_err(|e| Error::from_rusqlite(e).with_sql(text))?;
+            let mut rows = st.query([]).map_err(|e| Error::from_rusqlite(e).with_sql(text))?;
+            let row = rows.next().map_err(|e| Error::from_rusqlite(e).with_sql(text))?;
+            Ok(row.and_then(|r| match r.get_ref(0).ok()? {
+                rusqlite::types::ValueRef::Null => None,
+                rusqlite::types::ValueRef::Integer(i) => Some(i.to_string()),
+                rusqlite::types::ValueRef::Real(f) => Some(f.to_string()),
+                rusqlite::types::ValueRef::Text(t) | rusqlite::types::ValueRef::Blob(t) => {
+                    Some(String::from_utf8_lossy(t).into_owned())
+                }
+            }))
+        };
+        let echoed = first(&self.conn, &set)?;
+        let actual = match echoed {
+            Some(v) => Some(v),
+            None => first(&self.conn, &format!("PRAGMA {name}"))?,
+        };
+        let Some(actual) = actual else {
+            return Ok(()); // write-only pragma: nothing to compare
+        };
+        let want = options::normalize_pragma(name, value);
+        let got = options::normalize_pragma(name, &actual);
+        let base = name.rsplit('.').next().unwrap_or(name);
+        let wal_on_memory = base.eq_ignore_ascii_case("journal_mode") && want == "wal" && got == "memory";
+        if want != got && !wal_on_memory {
+            return Err(Error::PragmaMismatch {
+                pragma: name.to_owned(),
+                expected: value.to_owned(),
+                actual,
+            });
+        }
+        Ok(())
+    }
+
+    #[inline]
+    fn autocommit(&self) -> bool {
+        // SAFETY: `db` is the open handle of `conn`.
+        unsafe { ffi::sqlite3_get_autocommit(self.db) != 0 }
+    }
+
+    /// Map an error of statement `text`: interrupts caused by the timeout become
+    /// `StatementTimeout`, and the SQL is attached.
+    fn fail(&self, e: Error, text: &str) -> Error {
+        if e.sqlite_code() == Some(crate::ErrorCode::Interrupt) && self.ctx.timed_out.swap(false, Ordering::Relaxed) {
+            return Error::StatementTimeout {
+                timeout: self.statement_timeout.unwrap_or_default(),
+                sql: Some(text.to_owned()),
+            };
+        }
+        e.with_sql(text)
+    }
+
+    /// Run `f` on the cached statement for `text`, with the statement timeout armed.
+    /// `Ok(None)` for blank SQL.
+    #[inline]
+    fn with_stmt<R>(
+        &mut self,
+        text: &str,
+        f: impl FnOnce(&mut Stmt, &Ctx, bool) -> Result<R>,
+    ) -> StmtResult<Option<R>> {
+        let autocommit = self.autocommit();
+        let ctx = &*self.ctx;
+        ctx.arm(self.statement_timeout);
+        // SAFETY: `db` is the open handle of `conn`, used only under the connection lock;
+        // cached statements are finalized before the connection closes.
+        let r = unsafe { self.cache.with(self.db, text, |st| f(st, ctx, autocommit)) };
+        ctx.disarm();
+        r.map_err(|e| self.fail(e, text))
+    }
+
+    /// Python sqlite3's legacy transaction control: `BEGIN <level>` before DML when no
+    /// transaction is open.
+    fn implicit_begin(&mut self, text: &str) -> Result<()> {
+        if let Some(level) = self.isolation
+            && self.autocommit()
+            && sql::verb(text).is_dml()
+        {
+            self.simple(level.begin_sql())?;
+        }
+        Ok(())
+    }
+
+    /// Run a fixed statement (BEGIN, COMMIT, …).
+    fn simple(&mut self, text: &str) -> Result<()> {
+        self.with_stmt(text, |st, _, _| st.run()).map(drop)
+    }
+
+    fn execute(&mut self, text: &str, params: &ParamValues) -> Result<ExecResult> {
+        self.implicit_begin(text)?;
+        let db = self.db;
+        let r = self.with_stmt(text, |st, ctx, autocommit| {
+            st.bind(params, text)?;
+            ctx.set_cancellable(autocommit || st.readonly());
+            // SAFETY: `db` is the open handle (see `with_stmt`).
+            let before = unsafe { ffi::sqlite3_total_changes64(db) };
+            st.run()?;
+            Ok(before)
+        })?;
+        // SAFETY: as above.
+        unsafe {
+            let last_insert_rowid = ffi::sqlite3_last_insert_rowid(db);
+            let changes = match r {
+                Some(before) if ffi::sqlite3_total_changes64(db) != before => ffi::sqlite3_changes64(db).max(0) as u64,
+                _ => 0,
+            };
+            Ok(ExecResult {
+                changes,
+                last_insert_rowid,
+            })
+        }
+    }
+
+    fn execute_many(&mut self, text: &str, rows: &[ParamValues]) -> Result<u64> {
+        self.implicit_begin(text)?;
+        let db = self.db;
+        let timeout = self.statement_timeout;
+        let total = self.with_stmt(text, |st, ctx, autocommit| {
+            ctx.set_cancellable(autocommit || st.readonly());
+            let mut total = 0_u64;
+            for (i, params) in rows.iter().enumerate() {
+                if i > 0 {
+                    st.reset();
+                    ctx.arm(timeout);
+                }
+                st.bind(params, text)?;
+                // SAFETY: `db` is the open handle (see `with_stmt`).
+                let before = unsafe { ffi::sqlite3_total_changes64(db) };
+                st.run()?;
+                // SAFETY: as above.
+                unsafe {
+                    if ffi::sqlite3_total_changes64(db) != before {
+                        total += ffi::sqlite3_changes64(db).max(0) as u64;
+                    }
+                }
+            }
+            Ok(total)
+        })?;
+        Ok(total.unwrap_or(0))
+    }
+
+    fn script(&mut self, text: &str) -> Result<()> {
+        let mut rest = text;
+        while !sql::is_blank(rest) {
+            self.ctx.arm(self.statement_timeout);
+            // SAFETY: `db` is the open handle; the statement is dropped before we return.
+            let r = unsafe { Stmt::prepare_next(self.db, rest) };
+            let (stmt, consumed) = match r {
+                Ok(v) => v,
+                Err(e) => {
+                    self.ctx.disarm();
+                    return Err(self.fail(e, rest));
+                }
+            };
+            let stmt_text = &rest[..consumed];
+            if let Some(mut st) = stmt {
+                self.ctx.set_cancellable(self.autocommit() || st.readonly());
+                let r = st.run();
+                self.ctx.disarm();
+                if let Err(e) = r {
+                    return Err(self.fail(e, stmt_text.trim()));
+                }
+            }
+            self.ctx.disarm();
+            if consumed == 0 {
+                break;
+            }
+            rest = &rest[consumed..];
+        }
+        Ok(())
+    }
+
+    fn fetch(&mut self, text: &str, params: &ParamValues, kind: FetchKind) -> Result<Reply> {
+        self.implicit_begin(text)?;
+        let r = self.with_stmt(text, |st, ctx, autocommit| {
+            st.bind(params, text)?;
+            ctx.set_cancellable(autocommit || st.readonly());
+            fetch_rows(st, kind)
+        })?;
+        Ok(r.unwrap_or(match kind {
+            FetchKind::All => Reply::Rows(Vec::new()),
+            FetchKind::One => Reply::Row(None),
+            FetchKind::Scalar => Reply::Scalar(None),
+        }))
+    }
+
+    /// See [`Shared::try_inline`].
+    fn fetch_inline(&mut self, text: &str, params: &ParamValues, kind: FetchKind, budget_ns: u64) -> Option<Outcome> {
+        let ctx = Arc::clone(&self.ctx);
+        let db = self.db;
+        ctx.inline_deadline
+            .store(ctx.now_ns().saturating_add(budget_ns), Ordering::Relaxed);
+        // No busy waiting on the caller's thread: a lock sends the statement to the worker.
+        // SAFETY: `db` is the open handle; we hold the connection lock.
+        unsafe { ffi::sqlite3_busy_timeout(db, 0) };
+        let mut requeue = false;
+        // SAFETY: as for `with_stmt`.
+        let r = unsafe {
+            self.cache.with(db, text, |st| {
+                if !st.readonly() {
+                    requeue = true;
+                    return Ok(Reply::Unit);
+                }
+                st.bind(params, text)?;
+                fetch_rows(st, kind)
+            })
+        };
+        ctx.inline_deadline.store(0, Ordering::Relaxed);
+        let busy_ms = self.busy_timeout.as_millis().min(i32::MAX as u128) as i32;
+        // SAFETY: as above.
+        unsafe { ffi::sqlite3_busy_timeout(db, busy_ms) };
+        let aborted = ctx.inline_aborted.swap(false, Ordering::Relaxed);
+        match r {
+            _ if requeue => None,
+            Err(e) if aborted && e.sqlite_code() == Some(crate::ErrorCode::Interrupt) => None,
+            Err(e) if e.is_busy() => None,
+            Err(e) => Some(Err(e.with_sql(text))),
+            Ok(Some(resp)) => Some(Ok(resp)),
+            Ok(None) => Some(Ok(match kind {
+                FetchKind::All => Reply::Rows(Vec::new()),
+                FetchKind::One => Reply::Row(None),
+                FetchKind::Scalar => Reply::Scalar(None),
+            })),
+        }
+    }
+
+    fn query(&mut self, id: u64, text: &str, params: ParamValues, chunk: usize) -> Result<CursorChunk> {
+        self.implicit_begin(text)?;
+        // SAFETY: as for `with_stmt`; the statement lives in `self.cursors` or goes back to the
+        // cache, both finalized before the connection closes.
+        let taken = unsafe { self.cache.take(self.db, text) };
+        let Some(mut stmt) = taken.map_err(|e| self.fail(e, text))? else {
+            return Ok(CursorChunk {
+                columns: Arc::from(Vec::new()),
+                rows: Vec::new(),
+                done: true,
+            });
+        };
+        if let Err(e) = stmt.bind(&params, text) {
+            self.cache.give_back(text.into(), stmt);
+            return Err(e);
+        }
+        self.ctx.set_cancellable(self.autocommit() || stmt.readonly());
+        self.ctx.arm(self.statement_timeout);
+        let r = read_chunk(&mut stmt, chunk);
+        self.ctx.disarm();
+        let columns = Arc::clone(stmt.columns());
+        match r {
+            Ok((rows, done)) => {
+                if done {
+                    self.cache.give_back(text.into(), stmt);
+                } else {
+                    self.cursors.insert(
+                        id,
+                        OpenCursor {
+                            sql: text.into(),
+                            stmt,
+                            _params: params,
+                        },
+                    );
+                }
+                Ok(CursorChunk { columns, rows, done })
+            }
+            Err(e) => {
+                self.cache.give_back(text.into(), stmt);
+                Err(self.fail(e, text))
+            }
+        }
+    }
+
+    fn cursor_next(&mut self, id: u64, n: usize) -> Result<CursorChunk> {
+        let Some(cur) = self.cursors.get_mut(&id) else {
+            return Ok(CursorChunk {
+                columns: Arc::from(Vec::new()),
+                rows: Vec::new(),
+                done: true,
+            });
+        };
+        self.ctx.set_cancellable(true);
+        self.ctx.arm(self.statement_timeout);
+        let r = read_chunk(&mut cur.stmt, n);
+        self.ctx.disarm();
+        let columns = Arc::clone(cur.stmt.columns());
+        match r {
+            Ok((rows, false)) => Ok(CursorChunk {
+                columns,
+                rows,
+                done: false,
+            }),
+            Ok((rows, true)) => {
+                self.cursor_close(id);
+                Ok(CursorChunk {
+                    columns,
+                    rows,
+                    done: true,
+                })
+            }
+            Err(e) => {
+                let text = cur.sql.clone();
+                self.cursor_close(id);
+                Err(self.fail(e, &text))
+            }
+        }
+    }
+
+    fn cursor_close(&mut self, id: u64) {
+        if let Some(cur) = self.cursors.remove(&id) {
+            self.cache.give_back(cur.sql, cur.stmt);
+        }
+    }
+
+    fn call(&mut self, f: CallFn) -> Result<Box<dyn Any + Send>> {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut self.conn)));
+        // SAFETY: rusqlite's documented raw handle of the (possibly replaced) connection.
+        let db = unsafe { self.conn.handle() };
+        if db != self.db {
+            // The closure swapped the connection out. Our statements belong to the old handle,
+            // which rusqlite could not close while they exist: finalize them there.
+            tracing::warn!("aiolite: the connection was replaced inside call(); statement cache cleared");
+            self.cursors.clear();
+            self.cache.clear();
+            self.db = db;
+        }
+        match r {
+            Ok(v) => Ok(v),
+            Err(payload) => {
+                if !self.autocommit() {
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                }
+                Err(Error::Panicked {
+                    message: panic_message(payload.as_ref()),
+                })
+            }
+        }
+    }
+
+    /// Decide whether a job may run now (the transaction gate).
+    fn admit(&self, job: &Job, closing: bool) -> Admit {
+        if job.op.exempt() {
+            return Admit::Run;
+        }
+        if let Op::Begin(_) = job.op {
+            return if closing {
+                Admit::Reject(Error::Closed)
+            } else if self.gate == 0 {
+                Admit::Run
+            } else {
+                Admit::Defer
+            };
+        }
+        match (job.owner, self.gate) {
+            (0, 0) => Admit::Run,
+            (0, _) => Admit::Defer,
+            (o, g) if o == g => Admit::Run,
+            // A transaction handle whose transaction is over (e.g. used after close()).
+            (_, _) if matches!(job.op, Op::EndTx | Op::RollbackTo { .. }) => Admit::Skip,
+            (_, _) => Admit::Reject(Error::TransactionEnded {
+                reason: "it was already committed or rolled back",
+            }),
+        }
+    }
+
+    /// Run one admitted job.
+    fn run(&mut self, owner: u64, op: Op) -> Result<Reply> {
+        if owner != 0 && owner == self.gate {
+            if let Some(reason) = self.gate_ended {
+                return match op {
+                    Op::EndTx | Op::Rollback => {
+                        self.release_gate();
+                        Ok(Reply::Unit)
+                    }
+                    Op::Commit => {
+                        self.release_gate();
+                        Err(Error::TransactionEnded { reason })
+                    }
+                    _ => Err(Error::TransactionEnded { reason }),
+                };
+            }
+        }
+        let r = self.run_op(owner, op);
+        if self.gate != 0 && self.gate_ended.is_none() && self.autocommit() {
+            self.gate_ended = Some("SQLite rolled it back after an error, or a COMMIT/ROLLBACK statement ended it");
+        }
+        r
+    }
+
+    fn release_gate(&mut self) {
+        self.gate = 0;
+        self.gate_ended = None;
+    }
+
+    fn run_op(&mut self, owner: u64, op: Op) -> Result<Reply> {
+        match op {
+            Op::Execute { sql, params } => self.execute(&sql, &params).map(Reply::Exec),
+            Op::ExecuteMany { sql, rows } => self.execute_many(&sql, &rows).map(Reply::Changes),
+            Op::Script { sql } => self.script(&sql).map(|()| Reply::Unit),
+            Op::FetchAll { sql, params } => self.fetch(&sql, &params, FetchKind::All),
+            Op::FetchOne { sql, params } => self.fetch(&sql, &params, FetchKind::One),
+            Op::FetchScalar { sql, params } => self.fetch(&sql, &params, FetchKind::Scalar),
+            Op::Query {
+                cursor,
+                sql,
+                params,
+                chunk,
+            } => self.query(cursor, &sql, params, chunk).map(Reply::Chunk),
+            Op::CursorNext { cursor, n } => self.cursor_next(cursor, n).map(Reply::Chunk),
+            Op::CursorClose { cursor } => {
+                self.cursor_close(cursor);
+                Ok(Reply::Unit)
+            }
+            Op::Begin(behavior) => {
+                self.simple(behavior.begin_sql())?;
+                self.gate = owner;
+                self.gate_ended = None;
+                Ok(Reply::Unit)
+            }
+            Op::Commit => {
+                if !self.autocommit() {
+                    self.simple("COMMIT")?;
+                }
+                if owner != 0 {
+                    self.release_gate();
+                }
+                Ok(Reply::Unit)
+            }
+            Op::Rollback | Op::EndTx => {
+                let r = if self.autocommit() {
+                    Ok(())
+                } else {
+                    self.simple("ROLLBACK")
+                };
+                if owner != 0 {
+                    self.release_gate();
+                }
+                r.map(|()| Reply::Unit)
+            }
+            Op::Savepoint { name } => self.simple(&format!("SAVEPOINT {name}")).map(|()| Reply::Unit),
+            Op::Release { name } => self.simple(&format!("RELEASE {name}")).map(|()| Reply::Unit),
+            Op::RollbackTo { name } => {
+                self.simple(&format!("ROLLBACK TO {name}"))?;
+                self.simple(&format!("RELEASE {name}")).map(|()| Reply::Unit)
+            }
+            Op::Call(f) => self.call(f).map(Reply::Any),
+            Op::Close => Ok(Reply::Unit),
+        }
+    }
+
+    /// Roll back what is open and close SQLite.
+    fn close(mut self) -> Result<()> {
+        self.cursors.clear();
+        self.cache.clear();
+        if !self.autocommit() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+        self.conn.close().map_err(|(_, e)| Error::from_rusqlite(e))
+    }
+}
+
+enum Admit {
+    Run,
+    Defer,
+    Skip,
+    Reject(Error),
+}
+
+/// Step a bound statement and collect what `kind` asks for.
+#[inline]
+fn fetch_rows(st: &mut Stmt, kind: FetchKind) -> Result<Reply> {
+    match kind {
+        FetchKind::All => {
+            let mut rows = Vec::new();
+            while st.step()? {
+                rows.push(st.row()?);
+            }
+            Ok(Reply::Rows(rows))
+        }
+        FetchKind::One | FetchKind::Scalar => {
+            let out = if st.step()? {
+                Some(if kind == FetchKind::One {
+                    Reply::Row(Some(st.row()?))
+                } else if st.columns().is_empty() {
+                    Reply::Scalar(None)
+                } else {
+                    Reply::Scalar(Some(st.value(0)?))
+                })
+            } else {
+                None
+            };
+            // A writing statement (`INSERT … RETURNING`) runs to completion.
+            if !st.readonly() {
+                st.run()?;
+            }
+            Ok(out.unwrap_or(if kind == FetchKind::One {
+                Reply::Row(None)
+            } else {
+                Reply::Scalar(None)
+            }))
+        }
+    }
+}
+
+/// Up to `n` rows; `done` when the statement finished.
+fn read_chunk(st: &mut Stmt, n: usize) -> Result<(Vec<Row>, bool)> {
+    let mut rows = Vec::with_capacity(n.min(1024));
+    while rows.len() < n {
+        if !st.step()? {
+            return Ok((rows, true));
+        }
+        rows.push(st.row()?);
+    }
+    Ok((rows, false))
+}
+
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}
+
+/// Start a worker thread for `opts`. The returned slot receives the outcome of opening.
+pub(crate) fn spawn(opts: ConnectOptions, shared: Arc<Shared>) -> Result<Arc<Slot>> {
+    static COUNTER: AtomicU64 = AtomicU64::new(1);
+    let slot = Slot::new();
+    let reply = Arc::clone(&slot);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    std::thread::Builder::new()
+        .name(format!("aiolite-{n}"))
+        .spawn(move || worker_main(&shared, &opts, &reply))
+        .map_err(|e| Error::Sqlite {
+            code: crate::ErrorCode::CantOpen,
+            extended_code: ffi::SQLITE_CANTOPEN,
+            message: format!("cannot start the worker thread: {e}"),
+            sql: None,
+        })?;
+    Ok(slot)
+}
+
+fn worker_main(shared: &Arc<Shared>, opts: &ConnectOptions, opened: &Slot) {
+    shared.queue.set_thread();
+    let state = match ConnState::open(opts, Arc::clone(&shared.ctx)) {
+        Ok(s) => s,
+        Err(e) => {
+            for job in shared.queue.shut() {
+                shared.queue.finished();
+                job.reply.send(Err(Error::Closed));
+            }
+            opened.complete(Err(e));
+            return;
+        }
+    };
+    let _ = shared.interrupt.set(state.conn.get_interrupt_handle());
+    shared.publish(&state);
+    *shared.lock_conn() = Some(state);
+    opened.complete(Ok(Reply::Unit));
+
+    let spin = opts.worker_spin;
+    let mut deferred: VecDeque<Job> = VecDeque::new();
+    let mut gate_open = true;
+    let mut closing: Option<Job> = None;
+    loop {
+        let next = if gate_open && !deferred.is_empty() {
+            deferred.pop_front()
+        } else if closing.is_some() {
+            None
+        } else {
+            shared.queue.next(spin)
+        };
+        let Some(job) = next else {
+            break;
+        };
+        if job.reply.is_cancelled() && !matches!(job.op, Op::Close) {
+            shared.queue.finished();
+            continue;
+        }
+        let mut guard = shared.lock_conn();
+        let Some(state) = guard.as_mut() else {
+            drop(guard);
+            shared.queue.finished();
+            job.reply.send(Err(Error::Closed));
+            continue;
+        };
+        if matches!(job.op, Op::Close) {
+            // Roll back a transaction still holding the gate, then let what was deferred
+            // behind it run before closing.
+            if state.gate != 0 {
+                let _ = state.simple("ROLLBACK");
+                state.release_gate();
+            }
+            gate_open = true;
+            closing = Some(job);
+            continue;
+        }
+        match state.admit(&job, closing.is_some()) {
+            Admit::Run => {}
+            Admit::Defer => {
+                drop(guard);
+                deferred.push_back(job);
+                gate_open = false;
+                continue;
+            }
+            Admit::Skip => {
+                drop(guard);
+                shared.queue.finished();
+                job.reply.send(Ok(Reply::Unit));
+                continue;
+            }
+            Admit::Reject(e) => {
+                drop(guard);
+                shared.queue.finished();
+                job.reply.send(Err(e));
+                continue;
+            }
+        }
+        let ctx = &shared.ctx;
+        ctx.start_job(job.id);
+        let start = Instant::now();
+        let Job { owner, op, reply, .. } = job;
+        let is_begin = matches!(op, Op::Begin(_));
+        let outcome = state.run(owner, op);
+        ctx.end_job();
+        if is_begin && outcome.is_ok() && reply.is_cancelled() {
+            // Nobody will hold this transaction: its handle's cleanup (queued behind) ends it.
+        }
+        gate_open = state.gate == 0;
+        shared.publish(state);
+        drop(guard);
+        shared.record_service(start.elapsed().as_nanos() as u64);
+        shared.queue.finished();
+        reply.send(outcome);
+    }
+
+    // Drain is over: close SQLite.
+    for job in deferred.drain(..) {
+        shared.queue.finished();
+        job.reply.send(Err(Error::Closed));
+    }
+    let state = shared.lock_conn().take();
+    let result = state.map_or(Ok(()), ConnState::close);
+    for job in shared.queue.shut() {
+        shared.queue.finished();
+        job.reply.send(Err(Error::Closed));
+    }
+    match closing {
+        Some(job) => {
+            shared.queue.finished();
+            job.reply.send(result.map(|()| Reply::Unit));
+        }
+        None => {
+            if let Err(e) = result {
+                tracing::warn!("aiolite: closing {} failed: {e}", shared.path);
+            }
+        }
+    }
+}
