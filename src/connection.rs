@@ -127,7 +127,7 @@ impl Target<'_> {
         }
     }
 
-    async fn fetch(self, text: &str, params: ParamValues, kind: FetchKind) -> Result<Reply> {
+    pub(crate) async fn fetch(self, text: &str, params: ParamValues, kind: FetchKind) -> Result<Reply> {
         if let Some(out) = self.conn.shared().try_inline(self.owner, text, &params, kind) {
             return out;
         }

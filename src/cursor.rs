@@ -10,6 +10,7 @@ use futures_core::Stream;
 
 use crate::connection::Connection;
 use crate::error::{Error, Result};
+use crate::pool::Permit;
 use crate::reply::{ReplyTo, Slot, unexpected};
 use crate::row::{Column, Columns, Row};
 use crate::worker::{CursorChunk, Job, Op, Reply};
@@ -35,6 +36,8 @@ pub struct Cursor {
     done: bool,
     inflight: Option<Arc<Slot>>,
     chunk: usize,
+    /// A pool cursor keeps its pooled connection until it is dropped.
+    permit: Option<Permit>,
 }
 
 impl fmt::Debug for Cursor {
@@ -57,9 +60,15 @@ impl Cursor {
             done: false,
             inflight: None,
             chunk,
+            permit: None,
         };
         cur.accept_rows(first.rows, first.done);
         cur
+    }
+
+    pub(crate) fn with_permit(mut self, permit: Option<Permit>) -> Cursor {
+        self.permit = permit;
+        self
     }
 
     /// The result columns (names and declared types), known even when there are no rows.
@@ -220,6 +229,8 @@ impl Cursor {
             self.conn.send_cleanup(0, Op::CursorClose { cursor: self.id });
         }
         self.buf.clear();
+        // Released after the close was queued: the next holder's work runs after it.
+        self.permit = None;
     }
 }
 

@@ -103,6 +103,7 @@ mod error;
 mod options;
 #[doc(hidden)]
 pub mod params;
+mod pool;
 mod queue;
 pub mod raw;
 mod reply;
@@ -118,6 +119,7 @@ pub use cursor::Cursor;
 pub use error::{Error, ErrorCode, Result};
 pub use options::{ConnectOptions, IsolationLevel, RECOMMENDED_PRAGMAS, TransactionBehavior};
 pub use params::Params;
+pub use pool::{Pool, PoolConnection, PoolOptions, PoolStats};
 pub use row::{Column, Row, RowIndex};
 pub use transaction::{Savepoint, Transaction};
 pub use value::{FromValue, ToValue, Value, ValueType};

@@ -82,6 +82,9 @@ pub struct ConnectOptions {
     pub(crate) wait_spin: Duration,
     pub(crate) inline_reads: bool,
     pub(crate) inline_budget: Duration,
+    /// Pool readers: refuse statements that write (`sqlite3_stmt_readonly`) before running
+    /// them, so the pool can send them to the writer.
+    pub(crate) reject_writes: bool,
 }
 
 impl ConnectOptions {
@@ -104,6 +107,7 @@ impl ConnectOptions {
             wait_spin: Duration::from_micros(20),
             inline_reads: true,
             inline_budget: Duration::from_micros(50),
+            reject_writes: false,
         }
     }
 

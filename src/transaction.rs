@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use crate::connection::{Connection, Target, statement_api};
 use crate::error::{Error, Result};
 use crate::options::TransactionBehavior;
+use crate::pool::Permit;
 use crate::worker::Op;
 
 /// An open transaction: the statement API plus [`commit`](Transaction::commit),
@@ -31,6 +32,8 @@ pub(crate) struct TxInner {
     owner: u64,
     finished: AtomicBool,
     savepoints: AtomicU32,
+    /// A pool transaction holds the writer until it is dropped (after its cleanup is queued).
+    _permit: Option<Permit>,
 }
 
 impl Drop for TxInner {
@@ -76,6 +79,14 @@ impl fmt::Debug for Transaction {
 
 impl Transaction {
     pub(crate) async fn begin(conn: Connection, behavior: TransactionBehavior) -> Result<Transaction> {
+        Transaction::begin_with_permit(conn, behavior, None).await
+    }
+
+    pub(crate) async fn begin_with_permit(
+        conn: Connection,
+        behavior: TransactionBehavior,
+        permit: Option<Permit>,
+    ) -> Result<Transaction> {
         let owner = conn.shared().next_id();
         // Built before BEGIN is sent: if BEGIN fails or this future is dropped, its drop queues
         // the cleanup, which the worker runs after BEGIN (a no-op if BEGIN never took effect).
@@ -84,6 +95,7 @@ impl Transaction {
             owner,
             finished: AtomicBool::new(false),
             savepoints: AtomicU32::new(0),
+            _permit: permit,
         });
         inner.conn.request(owner, Op::Begin(behavior)).await?;
         Ok(Transaction { inner })

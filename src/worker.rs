@@ -396,6 +396,7 @@ pub(crate) struct ConnState {
     isolation: Option<IsolationLevel>,
     statement_timeout: Option<Duration>,
     busy_timeout: Duration,
+    reject_writes: bool,
     /// The transaction holding exclusivity (0: none).
     gate: u64,
     /// Set when the gate's transaction ended without its handle (an error made SQLite roll
@@ -455,6 +456,7 @@ impl ConnState {
             isolation: opts.isolation_level,
             statement_timeout: opts.statement_timeout,
             busy_timeout: opts.busy_timeout,
+            reject_writes: opts.reject_writes,
             gate: 0,
             gate_ended: None,
             ctx,
@@ -642,7 +644,11 @@ impl ConnState {
 
     fn fetch(&mut self, text: &str, params: &ParamValues, kind: FetchKind) -> Result<Reply> {
         self.implicit_begin(text)?;
+        let reject_writes = self.reject_writes;
         let r = self.with_stmt(text, |st, ctx, autocommit| {
+            if reject_writes && !st.readonly() {
+                return Err(writes_refused());
+            }
             st.bind(params, text)?;
             ctx.set_cancellable(autocommit || st.readonly());
             fetch_rows(st, kind)
@@ -706,6 +712,10 @@ impl ConnState {
                 done: true,
             });
         };
+        if self.reject_writes && !stmt.readonly() {
+            self.cache.give_back(text.into(), stmt);
+            return Err(writes_refused().with_sql(text));
+        }
         if let Err(e) = stmt.bind(&params, text) {
             self.cache.give_back(text.into(), stmt);
             return Err(e);
@@ -931,6 +941,15 @@ enum Admit {
     Defer,
     Skip,
     Reject(Error),
+}
+
+/// A read-only pool connection refused a statement that writes (the pool then sends it to the
+/// writer). Same code as SQLite's own refusal on a read-only connection.
+fn writes_refused() -> Error {
+    Error::sqlite(
+        ffi::SQLITE_READONLY,
+        "the statement writes and this connection is read-only",
+    )
 }
 
 /// Step a bound statement and collect what `kind` asks for.
