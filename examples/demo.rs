@@ -39,7 +39,9 @@ fn section(title: &str) {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), aiolite::Error> {
-    let path = std::env::args().nth(1).map_or_else(|| PathBuf::from("data/demo.db"), PathBuf::from);
+    let path = std::env::args()
+        .nth(1)
+        .map_or_else(|| PathBuf::from("data/demo.db"), PathBuf::from);
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).expect("create the database directory");
     }
@@ -53,9 +55,13 @@ async fn main() -> Result<(), aiolite::Error> {
     println!("opened {} (journal_mode={})", path.display(), mode.unwrap_or_default());
 
     section("schema");
-    db.with_transaction(|tx| async move { tx.execute_script(SCHEMA).await }).await?;
+    db.with_transaction(|tx| async move { tx.execute_script(SCHEMA).await })
+        .await?;
     let tables = db
-        .fetch_all("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name", ())
+        .fetch_all(
+            "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name",
+            (),
+        )
         .await?;
     let names: Vec<String> = tables.iter().map(|r| r.get("name")).collect::<Result<_, _>>()?;
     println!("tables: {names:?}");
@@ -77,33 +83,55 @@ async fn main() -> Result<(), aiolite::Error> {
         .expect("a row was inserted");
     println!("inserted Ann (id {ann}) and Bob (id {bob})");
     let dup = db
-        .execute("INSERT INTO users(name, email) VALUES (?, ?)", params!["Ann again", "ann@example.com"])
+        .execute(
+            "INSERT INTO users(name, email) VALUES (?, ?)",
+            params!["Ann again", "ann@example.com"],
+        )
         .await
         .unwrap_err();
-    println!("duplicate email refused: {dup} (unique violation: {})", dup.is_unique_violation());
+    println!(
+        "duplicate email refused: {dup} (unique violation: {})",
+        dup.is_unique_violation()
+    );
 
     section("fetch all");
-    for row in db.fetch_all("SELECT id, name, email, score FROM users ORDER BY id", ()).await? {
+    for row in db
+        .fetch_all("SELECT id, name, email, score FROM users ORDER BY id", ())
+        .await?
+    {
         println!("{}", serde_json_like(&row));
     }
 
     section("fetch one");
     let user: Option<User> = db
-        .fetch_one_as("SELECT id, name, email, score FROM users WHERE email = ?", ["bob@example.com"])
+        .fetch_one_as(
+            "SELECT id, name, email, score FROM users WHERE email = ?",
+            ["bob@example.com"],
+        )
         .await?;
     println!("{user:?}");
 
     section("scalar");
     let count: Option<i64> = db.fetch_scalar("SELECT count(*) FROM users", ()).await?;
     let avg: Option<f64> = db.fetch_scalar("SELECT avg(score) FROM users", ()).await?;
-    println!("users: {}, average score: {:.2}", count.unwrap_or(0), avg.unwrap_or(0.0));
+    println!(
+        "users: {}, average score: {:.2}",
+        count.unwrap_or(0),
+        avg.unwrap_or(0.0)
+    );
 
     section("upsert");
     let upsert = "INSERT INTO users(name, email, score) VALUES (?, ?, ?)
                   ON CONFLICT(email) DO UPDATE SET name = excluded.name, score = excluded.score
                   RETURNING id";
-    let id: Option<i64> = db.fetch_scalar(upsert, params!["Ann B.", "ann@example.com", 95.0]).await?;
-    println!("upserted ann@example.com -> id {} (same row as before: {})", id.unwrap_or(-1), id == Some(ann));
+    let id: Option<i64> = db
+        .fetch_scalar(upsert, params!["Ann B.", "ann@example.com", 95.0])
+        .await?;
+    println!(
+        "upserted ann@example.com -> id {} (same row as before: {})",
+        id.unwrap_or(-1),
+        id == Some(ann)
+    );
     let id: Option<i64> = db.fetch_scalar(upsert, params!["Cy", "cy@example.com", 60.0]).await?;
     println!("upserted cy@example.com -> new id {}", id.unwrap_or(-1));
 
@@ -113,7 +141,8 @@ async fn main() -> Result<(), aiolite::Error> {
         .collect();
     let inserted = db
         .with_transaction(|tx| async move {
-            tx.execute_many("INSERT INTO users(name, email, score) VALUES (?, ?, ?)", batch).await
+            tx.execute_many("INSERT INTO users(name, email, score) VALUES (?, ?, ?)", batch)
+                .await
         })
         .await?;
     println!("inserted {inserted} users in one transaction");
@@ -121,7 +150,8 @@ async fn main() -> Result<(), aiolite::Error> {
         .iter()
         .map(|(u, t)| params![*u, *t])
         .collect();
-    db.execute_many("INSERT INTO tags(user_id, tag) VALUES (?, ?)", tags).await?;
+    db.execute_many("INSERT INTO tags(user_id, tag) VALUES (?, ?)", tags)
+        .await?;
 
     section("update");
     let r = db
@@ -130,14 +160,22 @@ async fn main() -> Result<(), aiolite::Error> {
     println!("bumped {} high scorers", r.changes);
 
     section("delete");
-    let r = db.execute("DELETE FROM users WHERE email LIKE ?", ["user%@example.com"]).await?;
+    let r = db
+        .execute("DELETE FROM users WHERE email LIKE ?", ["user%@example.com"])
+        .await?;
     println!("deleted {} batch users", r.changes);
     let r = db.execute("DELETE FROM users WHERE id = ?", [bob]).await?;
     let tags_left: Option<i64> = db.fetch_scalar("SELECT count(*) FROM tags", ()).await?;
-    println!("deleted Bob ({} row); tags left after cascade: {}", r.changes, tags_left.unwrap_or(0));
+    println!(
+        "deleted Bob ({} row); tags left after cascade: {}",
+        r.changes,
+        tags_left.unwrap_or(0)
+    );
 
     section("stream");
-    let mut cursor = db.query("SELECT id, name, score FROM users ORDER BY score DESC", ()).await?;
+    let mut cursor = db
+        .query("SELECT id, name, score FROM users ORDER BY score DESC", ())
+        .await?;
     while let Some(row) = cursor.fetch_one().await? {
         println!("{}", serde_json_like(&row));
     }
