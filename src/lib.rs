@@ -99,6 +99,7 @@
 mod connection;
 mod cursor;
 mod de;
+mod dump;
 mod error;
 mod options;
 #[doc(hidden)]
