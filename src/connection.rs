@@ -424,7 +424,7 @@ macro_rules! statement_api {
         /// #[derive(serde::Deserialize)]
         /// struct User { id: i64, name: String }
         /// let db = aiolite::connect(":memory:").await?;
-        /// let users: Vec<User> = db.fetch_all_as("SELECT 1 AS id, 'qnn' AS name", ()).await?;
+        /// let users: Vec<User> = db.fetch_all_as("SELECT 1 AS id, 'ann' AS name", ()).await?;
         /// assert_eq!((users[0].id, users[0].name.as_str()), (1, "ann"));
         /// # Ok::<(), aiolite::Error>(()) }).unwrap();
         /// ```
@@ -545,6 +545,10 @@ impl Connection {
         &self.inner.shared
     }
 
+    pub(crate) fn shared_arc(&self) -> Arc<Shared> {
+        Arc::clone(&self.inner.shared)
+    }
+
     #[inline]
     fn target(&self) -> Result<Target<'_>> {
         Ok(Target { conn: self, owner: 0 })
@@ -571,6 +575,37 @@ impl Connection {
             done: false,
         }
         .await
+    }
+
+    /// Run `f` on the worker with the connection state (crate-internal features).
+    pub(crate) async fn with_state<R, F>(&self, f: F) -> Result<R>
+    where
+        F: FnOnce(&mut worker::ConnState) -> Result<R> + Send + 'static,
+        R: Send + 'static,
+    {
+        let op = Op::Internal(Box::new(move |st| f(st).map(|r| Box::new(r) as Box<dyn Any + Send>)));
+        match self.request(0, op).await? {
+            Reply::Any(b) => b.downcast::<R>().map(|b| *b).map_err(|_| unexpected("internal")),
+            _ => Err(unexpected("internal")),
+        }
+    }
+
+    /// Queue an internal command without waiting for room (one per caller at a time, from
+    /// `poll` functions); its outcome arrives in the returned slot.
+    pub(crate) fn start_internal(&self, f: worker::StateFn) -> Result<Arc<Slot>> {
+        let shared = self.shared();
+        let slot = Slot::new();
+        let job = Job {
+            id: shared.next_id(),
+            owner: 0,
+            op: Op::Internal(f),
+            reply: ReplyTo::Slot(Arc::clone(&slot)),
+        };
+        if shared.queue.push_force(job) {
+            Ok(slot)
+        } else {
+            Err(Error::Closed)
+        }
     }
 
     /// Queue a cleanup command that nobody waits for (from `Drop`).
@@ -680,40 +715,6 @@ impl Connection {
         crate::transaction::scoped(self.transaction().await?, f).await
     }
 
-    /// Install (`Some`) or remove (`None`) a progress handler: SQLite calls it about every
-    /// `every` virtual-machine instructions while a statement runs (granularity: 1000);
-    /// returning `true` aborts the statement with `SQLITE_INTERRUPT`. A panicking handler aborts
-    /// the statement too. It runs on whichever thread steps the statement.
-    ///
-    /// # Failure
-    /// `Closed`.
-    ///
-    /// # Example
-    /// ```
-    /// # futures::executor::block_on(async {
-    /// let db = aiolite::connect(":memory:").await?;
-    /// db.set_progress_handler(1000, Some(|| true)).await?;
-    /// let slow = "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n+1 FROM c) SELECT count(*) FROM c";
-    /// let err = db.fetch_scalar::<i64>(slow, ()).await.unwrap_err();
-    /// assert_eq!(err.sqlite_code(), Some(aiolite::ErrorCode::Interrupt));
-    /// db.set_progress_handler(0, None::<fn() -> bool>).await?;
-    /// # Ok::<(), aiolite::Error>(()) }).unwrap();
-    /// ```
-    pub async fn set_progress_handler<F>(&self, every: u32, handler: Option<F>) -> Result<()>
-    where
-        F: FnMut() -> bool + Send + 'static,
-    {
-        if self.is_closed() {
-            return Err(Error::Closed);
-        }
-        self.shared().ctx.set_user(handler.map(|f| worker::UserProgress {
-            every: every.max(1),
-            count: 0,
-            f: Box::new(f),
-        }));
-        Ok(())
-    }
-
     /// Interrupt the statement running now (`sqlite3_interrupt`): it fails with
     /// `SQLITE_INTERRUPT` and the connection stays usable. Sync; callable from any thread. A
     /// no-op when nothing runs. Commands still queued are not affected.
@@ -750,6 +751,21 @@ impl Connection {
         }
         .await
         .map(drop)
+    }
+
+    /// Close without waiting (sync, like aiosqlite's `stop()`): refuse new calls at once, let
+    /// the worker run what is already queued, roll back an open transaction and close SQLite
+    /// in the background. Safe to call from `Drop`, from any thread, and after the async
+    /// runtime is gone.
+    pub fn stop(&self) {
+        let shared = self.shared();
+        let job = Job {
+            id: shared.next_id(),
+            owner: 0,
+            op: Op::Close,
+            reply: ReplyTo::Nobody,
+        };
+        shared.queue.push_close(job);
     }
 
     /// `true` once [`close`](Self::close) was called (or the worker stopped).

@@ -34,6 +34,8 @@ pub struct Cursor {
     buf: VecDeque<Row>,
     /// The worker has no more rows (or the cursor failed).
     done: bool,
+    /// The cursor stopped because of an error (not because the rows ran out).
+    failed: bool,
     inflight: Option<Arc<Slot>>,
     chunk: usize,
     /// A pool cursor keeps its pooled connection until it is dropped.
@@ -58,6 +60,7 @@ impl Cursor {
             columns: first.columns,
             buf: VecDeque::new(),
             done: false,
+            failed: false,
             inflight: None,
             chunk,
             permit: None,
@@ -83,7 +86,7 @@ impl Cursor {
             // Read ahead: the worker fills the next chunk while this one is consumed.
             if let Err(e) = self.request(self.chunk) {
                 self.done = true;
-                self.buf.clear();
+                self.failed = true;
                 tracing::debug!("aiolite: cursor read-ahead failed: {e}");
             }
         }
@@ -112,12 +115,11 @@ impl Cursor {
                 return Poll::Ready(Some(Ok(row)));
             }
             let Some(slot) = self.inflight.as_ref() else {
-                if self.done {
-                    return Poll::Ready(None);
+                // After the connection closed under a cursor that had more rows, keep saying so.
+                if self.failed && self.conn.is_closed() {
+                    return Poll::Ready(Some(Err(Error::Closed)));
                 }
-                // Only reached after a failed read-ahead: report why.
-                self.done = true;
-                return Poll::Ready(Some(Err(Error::Closed)));
+                return Poll::Ready(None);
             };
             let outcome = match slot.try_take() {
                 Some(o) => o,
@@ -134,10 +136,12 @@ impl Cursor {
                 Ok(Reply::Chunk(chunk)) => self.accept_rows(chunk.rows, chunk.done),
                 Ok(_) => {
                     self.done = true;
+                    self.failed = true;
                     return Poll::Ready(Some(Err(unexpected("cursor fetch"))));
                 }
                 Err(e) => {
                     self.done = true;
+                    self.failed = true;
                     return Poll::Ready(Some(Err(e)));
                 }
             }

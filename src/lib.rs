@@ -96,11 +96,15 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![deny(clippy::all)]
 
+mod backup;
+mod blob;
 mod connection;
 mod cursor;
 mod de;
 mod dump;
 mod error;
+mod functions;
+mod hooks;
 mod options;
 #[doc(hidden)]
 pub mod params;
@@ -115,9 +119,13 @@ mod transaction;
 mod value;
 mod worker;
 
+pub use backup::{BackupOptions, BackupProgress, BackupTarget};
+pub use blob::Blob;
 pub use connection::{Connection, connect};
 pub use cursor::Cursor;
 pub use error::{Error, ErrorCode, Result};
+pub use functions::Aggregate;
+pub use hooks::{AuthRequest, Authorization, auth};
 pub use options::{ConnectOptions, IsolationLevel, RECOMMENDED_PRAGMAS, TransactionBehavior};
 pub use params::Params;
 pub use pool::{Pool, PoolConnection, PoolOptions, PoolStats};

@@ -43,6 +43,10 @@ pub struct CursorChunk {
 /// A closure for the `call` hatch.
 pub(crate) type CallFn = Box<dyn FnOnce(&mut rusqlite::Connection) -> Box<dyn Any + Send> + Send>;
 
+/// A closure run on the worker with the whole connection state (crate-internal features:
+/// user functions, hooks, backups, blobs).
+pub(crate) type StateFn = Box<dyn FnOnce(&mut ConnState) -> Result<Box<dyn Any + Send>> + Send>;
+
 /// A command for the worker.
 pub(crate) enum Op {
     Execute {
@@ -98,6 +102,7 @@ pub(crate) enum Op {
         name: Box<str>,
     },
     Call(CallFn),
+    Internal(StateFn),
     Close,
 }
 
@@ -191,7 +196,7 @@ impl Shared {
         self.total_changes.load(Ordering::Acquire).max(0) as u64
     }
 
-    fn lock_conn(&self) -> MutexGuard<'_, Option<ConnState>> {
+    pub(crate) fn lock_conn(&self) -> MutexGuard<'_, Option<ConnState>> {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -403,6 +408,11 @@ pub(crate) struct ConnState {
     /// it back, or a COMMIT/ROLLBACK statement was run through it).
     gate_ended: Option<&'static str>,
     ctx: Arc<Ctx>,
+    /// Running online backups, by id (see `backup.rs`); finished before the connection closes.
+    pub(crate) backups: HashMap<u64, crate::backup::RawBackup>,
+    /// The authorizer callback registered with SQLite (see `hooks.rs`). Declared after `conn`
+    /// so that it outlives the registration.
+    pub(crate) authorizer: Option<Box<Box<crate::hooks::AuthorizerFn>>>,
 }
 
 // SAFETY: `db` is the handle owned by `conn` (which is `Send`), and the state is only used by
@@ -460,6 +470,8 @@ impl ConnState {
             gate: 0,
             gate_ended: None,
             ctx,
+            backups: HashMap::new(),
+            authorizer: None,
         };
         for (name, value) in &opts.pragmas {
             state.apply_pragma(name, value)?;
@@ -503,6 +515,22 @@ impl ConnState {
             });
         }
         Ok(())
+    }
+
+    /// The rusqlite connection.
+    pub(crate) fn conn(&mut self) -> &mut rusqlite::Connection {
+        &mut self.conn
+    }
+
+    /// The raw handle (valid while the state lives; use only under the connection lock).
+    pub(crate) fn handle(&self) -> *mut ffi::sqlite3 {
+        self.db
+    }
+
+    /// Finalize every cached statement and open cursor (after the database was replaced).
+    pub(crate) fn clear_statements(&mut self) {
+        self.cursors.clear();
+        self.cache.clear();
     }
 
     #[inline]
@@ -921,12 +949,14 @@ impl ConnState {
                 self.simple(&format!("RELEASE {name}")).map(|()| Reply::Unit)
             }
             Op::Call(f) => self.call(f).map(Reply::Any),
+            Op::Internal(f) => f(self).map(Reply::Any),
             Op::Close => Ok(Reply::Unit),
         }
     }
 
     /// Roll back what is open and close SQLite.
     fn close(mut self) -> Result<()> {
+        self.backups.clear();
         self.cursors.clear();
         self.cache.clear();
         if !self.autocommit() {
