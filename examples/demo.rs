@@ -1,33 +1,26 @@
-//! The seed's flow, end to end, on an embedded database file:
-//! schema → insert → fetch all / one → scalar → upsert → batch insert → update → delete.
+//! The seed's flow, end to end, on an embedded database file: migrations → insert → fetch
+//! all / one → scalar → upsert → batch insert → update → delete → stream, through the
+//! injection-safe CRUD helpers (`aiolite::crud`) and plain SQL side by side.
 //!
 //! Run with `cargo run --example demo` (optionally `-- PATH`, default `./data/demo.db`,
 //! recreated on every run).
 
 use std::path::PathBuf;
 
-use aiolite::{ConnectOptions, named_params, params};
+use aiolite::{ConnectOptions, crud};
+use serde::{Deserialize, Serialize};
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS users (
-    id         INTEGER PRIMARY KEY AUTOINCREMENT,
-    name       TEXT NOT NULL,
-    email      TEXT NOT NULL UNIQUE,
-    score      REAL NOT NULL DEFAULT 0,
-    created_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP
-);
-CREATE TABLE IF NOT EXISTS tags (
-    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
-    tag     TEXT NOT NULL,
-    PRIMARY KEY (user_id, tag)
-);
-CREATE INDEX IF NOT EXISTS idx_users_score ON users(score);
-";
-
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, Deserialize)]
 #[allow(dead_code)] // fields are printed through Debug
 struct User {
     id: i64,
+    name: String,
+    email: String,
+    score: f64,
+}
+
+#[derive(Serialize)]
+struct NewUser {
     name: String,
     email: String,
     score: f64,
@@ -54,52 +47,61 @@ async fn main() -> Result<(), aiolite::Error> {
     let mode: Option<String> = db.fetch_scalar("PRAGMA journal_mode", ()).await?;
     println!("opened {} (journal_mode={})", path.display(), mode.unwrap_or_default());
 
-    section("schema");
-    db.with_transaction(|tx| async move { tx.execute_script(SCHEMA).await })
-        .await?;
-    let tables = db
-        .fetch_all(
-            "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name",
-            (),
-        )
-        .await?;
-    let names: Vec<String> = tables.iter().map(|r| r.get("name")).collect::<Result<_, _>>()?;
-    println!("tables: {names:?}");
+    section("schema (migrations)");
+    let report = aiolite::embed_migrations!("examples/migrations").run(&db).await?;
+    println!(
+        "applied migrations {:?}; schema version {}",
+        report.applied, report.version
+    );
+    for table in ["users", "tags"] {
+        let cols: Vec<String> = crud::table_info(&db, table)
+            .await?
+            .into_iter()
+            .map(|c| c.name)
+            .collect();
+        println!("{table}: {cols:?}");
+    }
 
     section("insert");
-    let ann = db
-        .execute_insert(
-            "INSERT INTO users(name, email, score) VALUES (?, ?, ?)",
-            params!["Ann", "ann@example.com", 91.5],
-        )
-        .await?
-        .expect("a row was inserted");
-    let bob = db
-        .execute_insert(
-            "INSERT INTO users(name, email, score) VALUES (:name, :email, :score)",
-            named_params! {":name": "Bob", ":email": "bob@example.com", ":score": 78.0},
-        )
-        .await?
-        .expect("a row was inserted");
+    let ann = crud::insert(
+        &db,
+        "users",
+        &NewUser {
+            name: "Ann".into(),
+            email: "ann@example.com".into(),
+            score: 91.5,
+        },
+    )
+    .await?;
+    let bob = crud::insert(
+        &db,
+        "users",
+        &serde_json::json!({"name": "Bob", "email": "bob@example.com", "score": 78.0}),
+    )
+    .await?;
     println!("inserted Ann (id {ann}) and Bob (id {bob})");
-    let dup = db
-        .execute(
-            "INSERT INTO users(name, email) VALUES (?, ?)",
-            params!["Ann again", "ann@example.com"],
-        )
-        .await
-        .unwrap_err();
+    let dup = crud::insert(
+        &db,
+        "users",
+        &serde_json::json!({"name": "Ann again", "email": "ann@example.com"}),
+    )
+    .await
+    .unwrap_err();
     println!(
         "duplicate email refused: {dup} (unique violation: {})",
         dup.is_unique_violation()
     );
+    let evil = crud::insert(&db, "users; DROP TABLE users", &serde_json::json!({"name": "x"}))
+        .await
+        .unwrap_err();
+    println!("injection refused: {evil}");
 
     section("fetch all");
     for row in db
         .fetch_all("SELECT id, name, email, score FROM users ORDER BY id", ())
         .await?
     {
-        println!("{}", serde_json_like(&row));
+        println!("{}", serde_json::to_string(&row).expect("rows serialize"));
     }
 
     section("fetch one");
@@ -121,54 +123,51 @@ async fn main() -> Result<(), aiolite::Error> {
     );
 
     section("upsert");
-    let upsert = "INSERT INTO users(name, email, score) VALUES (?, ?, ?)
-                  ON CONFLICT(email) DO UPDATE SET name = excluded.name, score = excluded.score
-                  RETURNING id";
-    let id: Option<i64> = db
-        .fetch_scalar(upsert, params!["Ann B.", "ann@example.com", 95.0])
-        .await?;
+    let again = NewUser {
+        name: "Ann B.".into(),
+        email: "ann@example.com".into(),
+        score: 95.0,
+    };
+    let id = crud::upsert(&db, "users", &again, &["email"]).await?;
     println!(
-        "upserted ann@example.com -> id {} (same row as before: {})",
-        id.unwrap_or(-1),
-        id == Some(ann)
+        "upserted ann@example.com -> id {id} (same row as before: {})",
+        id == ann
     );
-    let id: Option<i64> = db.fetch_scalar(upsert, params!["Cy", "cy@example.com", 60.0]).await?;
-    println!("upserted cy@example.com -> new id {}", id.unwrap_or(-1));
+    let cy = NewUser {
+        name: "Cy".into(),
+        email: "cy@example.com".into(),
+        score: 60.0,
+    };
+    println!(
+        "upserted cy@example.com -> new id {}",
+        crud::upsert(&db, "users", &cy, &["email"]).await?
+    );
 
     section("batch insert");
-    let batch: Vec<_> = (1..=1000)
-        .map(|i| params![format!("user{i}"), format!("user{i}@example.com"), f64::from(i % 100)])
-        .collect();
-    let inserted = db
-        .with_transaction(|tx| async move {
-            tx.execute_many("INSERT INTO users(name, email, score) VALUES (?, ?, ?)", batch)
-                .await
+    let batch: Vec<NewUser> = (1..=1000)
+        .map(|i| NewUser {
+            name: format!("user{i}"),
+            email: format!("user{i}@example.com"),
+            score: f64::from(i % 100),
         })
-        .await?;
-    println!("inserted {inserted} users in one transaction");
-    let tags: Vec<_> = [(ann, "admin"), (ann, "early"), (bob, "early")]
-        .iter()
-        .map(|(u, t)| params![*u, *t])
         .collect();
-    db.execute_many("INSERT INTO tags(user_id, tag) VALUES (?, ?)", tags)
-        .await?;
+    let inserted = crud::insert_many(&db, "users", &batch).await?;
+    println!("inserted {inserted} users in one transaction");
+    let tags = [(ann, "admin"), (ann, "early"), (bob, "early")]
+        .map(|(user_id, tag)| serde_json::json!({"user_id": user_id, "tag": tag}));
+    crud::insert_many(&db, "tags", &tags).await?;
 
     section("update");
-    let r = db
-        .execute("UPDATE users SET score = score + 1 WHERE score >= ?", [90.0])
-        .await?;
-    println!("bumped {} high scorers", r.changes);
+    let n = crud::update(&db, "users", &serde_json::json!({"score": 100.0}), "score >= ?", [99.0]).await?;
+    println!("capped {n} top scorers at 100");
 
     section("delete");
-    let r = db
-        .execute("DELETE FROM users WHERE email LIKE ?", ["user%@example.com"])
-        .await?;
-    println!("deleted {} batch users", r.changes);
-    let r = db.execute("DELETE FROM users WHERE id = ?", [bob]).await?;
+    let n = crud::delete(&db, "users", "email LIKE ?", ["user%@example.com"]).await?;
+    println!("deleted {n} batch users");
+    let n = crud::delete(&db, "users", "id = ?", [bob]).await?;
     let tags_left: Option<i64> = db.fetch_scalar("SELECT count(*) FROM tags", ()).await?;
     println!(
-        "deleted Bob ({} row); tags left after cascade: {}",
-        r.changes,
+        "deleted Bob ({n} row); tags left after cascade: {}",
         tags_left.unwrap_or(0)
     );
 
@@ -177,7 +176,7 @@ async fn main() -> Result<(), aiolite::Error> {
         .query("SELECT id, name, score FROM users ORDER BY score DESC", ())
         .await?;
     while let Some(row) = cursor.fetch_one().await? {
-        println!("{}", serde_json_like(&row));
+        println!("{}", serde_json::to_string(&row).expect("rows serialize"));
     }
 
     section("close");
@@ -185,10 +184,4 @@ async fn main() -> Result<(), aiolite::Error> {
     db.close().await?;
     println!("closed");
     Ok(())
-}
-
-/// A row as `{"col": value, ...}` (Row is serde::Serialize; this avoids a JSON dependency).
-fn serde_json_like(row: &aiolite::Row) -> String {
-    let fields: Vec<String> = row.iter().map(|(k, v)| format!("{k:?}: {v}")).collect();
-    format!("{{{}}}", fields.join(", "))
 }

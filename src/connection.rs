@@ -550,7 +550,7 @@ impl Connection {
     }
 
     #[inline]
-    fn target(&self) -> Result<Target<'_>> {
+    pub(crate) fn target(&self) -> Result<Target<'_>> {
         Ok(Target { conn: self, owner: 0 })
     }
 

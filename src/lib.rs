@@ -99,12 +99,15 @@
 mod backup;
 mod blob;
 mod connection;
+pub mod crud;
 mod cursor;
 mod de;
 mod dump;
 mod error;
+mod executor;
 mod functions;
 mod hooks;
+pub mod migrate;
 mod options;
 #[doc(hidden)]
 pub mod params;
@@ -124,6 +127,7 @@ pub use blob::Blob;
 pub use connection::{Connection, connect};
 pub use cursor::Cursor;
 pub use error::{Error, ErrorCode, Result};
+pub use executor::Executor;
 pub use functions::Aggregate;
 pub use hooks::{AuthRequest, Authorization, auth};
 pub use options::{ConnectOptions, IsolationLevel, RECOMMENDED_PRAGMAS, TransactionBehavior};
@@ -133,6 +137,14 @@ pub use row::{Column, Row, RowIndex};
 pub use transaction::{Savepoint, Transaction};
 pub use value::{FromValue, ToValue, Value, ValueType};
 pub use worker::ExecResult;
+
+/// Embed a folder of `<version>_<name>.sql` files as a [`migrate::Migrator`] at compile
+/// time (path relative to the crate's `Cargo.toml`, default `"migrations"`).
+///
+/// ```ignore
+/// aiolite::embed_migrations!("migrations").run(&db).await?;
+/// ```
+pub use aiolite_macros::embed_migrations;
 
 /// The rusqlite crate aiolite is built on (with SQLite bundled), for the
 /// [`call`](Connection::call) hatch.

@@ -359,31 +359,39 @@ impl Pool {
     ///
     /// # Failure
     /// As [`Connection::execute`], plus [`Error::PoolTimeout`].
-    pub async fn execute(&self, sql: &str, params: impl Params) -> Result<ExecResult> {
+    pub fn execute<'a>(
+        &'a self,
+        sql: &'a str,
+        params: impl Params,
+    ) -> impl Future<Output = Result<ExecResult>> + Send + 'a {
         let params = params.into_values();
-        self.acquire(true).await?.target()?.execute(sql, params).await
+        async move { self.acquire(true).await?.target()?.execute(sql, params).await }
     }
 
     /// See [`Connection::execute_insert`]; runs on the writer.
     ///
     /// # Failure
     /// As [`Connection::execute`], plus [`Error::PoolTimeout`].
-    pub async fn execute_insert(&self, sql: &str, params: impl Params) -> Result<Option<i64>> {
+    pub fn execute_insert<'a>(
+        &'a self,
+        sql: &'a str,
+        params: impl Params,
+    ) -> impl Future<Output = Result<Option<i64>>> + Send + 'a {
         let params = params.into_values();
-        self.acquire(true).await?.target()?.execute_insert(sql, params).await
+        async move { self.acquire(true).await?.target()?.execute_insert(sql, params).await }
     }
 
     /// See [`Connection::execute_many`]; runs on the writer.
     ///
     /// # Failure
     /// As [`Connection::execute`], plus [`Error::PoolTimeout`].
-    pub async fn execute_many<I>(&self, sql: &str, rows: I) -> Result<u64>
+    pub fn execute_many<'a, I>(&'a self, sql: &'a str, rows: I) -> impl Future<Output = Result<u64>> + Send + 'a
     where
         I: IntoIterator,
         I::Item: Params,
     {
         let rows: Vec<ParamValues> = rows.into_iter().map(Params::into_values).collect();
-        self.acquire(true).await?.target()?.execute_many(sql, rows).await
+        async move { self.acquire(true).await?.target()?.execute_many(sql, rows).await }
     }
 
     /// See [`Connection::execute_script`]; runs on the writer.
@@ -398,10 +406,17 @@ impl Pool {
     ///
     /// # Failure
     /// As [`Connection::fetch_all`], plus [`Error::PoolTimeout`].
-    pub async fn fetch_all(&self, sql: &str, params: impl Params) -> Result<Vec<Row>> {
-        match self.fetch_routed(sql, params.into_values(), FetchKind::All).await? {
-            Reply::Rows(rows) => Ok(rows),
-            _ => Err(unexpected("fetch_all")),
+    pub fn fetch_all<'a>(
+        &'a self,
+        sql: &'a str,
+        params: impl Params,
+    ) -> impl Future<Output = Result<Vec<Row>>> + Send + 'a {
+        let params = params.into_values();
+        async move {
+            match self.fetch_routed(sql, params, FetchKind::All).await? {
+                Reply::Rows(rows) => Ok(rows),
+                _ => Err(unexpected("fetch_all")),
+            }
         }
     }
 
@@ -409,10 +424,17 @@ impl Pool {
     ///
     /// # Failure
     /// As [`Connection::fetch_one`], plus [`Error::PoolTimeout`].
-    pub async fn fetch_one(&self, sql: &str, params: impl Params) -> Result<Option<Row>> {
-        match self.fetch_routed(sql, params.into_values(), FetchKind::One).await? {
-            Reply::Row(row) => Ok(row),
-            _ => Err(unexpected("fetch_one")),
+    pub fn fetch_one<'a>(
+        &'a self,
+        sql: &'a str,
+        params: impl Params,
+    ) -> impl Future<Output = Result<Option<Row>>> + Send + 'a {
+        let params = params.into_values();
+        async move {
+            match self.fetch_routed(sql, params, FetchKind::One).await? {
+                Reply::Row(row) => Ok(row),
+                _ => Err(unexpected("fetch_one")),
+            }
         }
     }
 
@@ -420,11 +442,18 @@ impl Pool {
     ///
     /// # Failure
     /// As [`Connection::fetch_scalar`], plus [`Error::PoolTimeout`].
-    pub async fn fetch_scalar<T: FromValue + Send>(&self, sql: &str, params: impl Params) -> Result<Option<T>> {
-        match self.fetch_routed(sql, params.into_values(), FetchKind::Scalar).await? {
-            Reply::Scalar(Some(v)) => T::from_owned_value(v, &0_usize).map(Some),
-            Reply::Scalar(None) => Ok(None),
-            _ => Err(unexpected("fetch_scalar")),
+    pub fn fetch_scalar<'a, T: FromValue + Send + 'a>(
+        &'a self,
+        sql: &'a str,
+        params: impl Params,
+    ) -> impl Future<Output = Result<Option<T>>> + Send + 'a {
+        let params = params.into_values();
+        async move {
+            match self.fetch_routed(sql, params, FetchKind::Scalar).await? {
+                Reply::Scalar(Some(v)) => T::from_owned_value(v, &0_usize).map(Some),
+                Reply::Scalar(None) => Ok(None),
+                _ => Err(unexpected("fetch_scalar")),
+            }
         }
     }
 
@@ -432,23 +461,26 @@ impl Pool {
     ///
     /// # Failure
     /// As [`Connection::fetch_all_as`], plus [`Error::PoolTimeout`].
-    pub async fn fetch_all_as<T: DeserializeOwned + Send>(&self, sql: &str, params: impl Params) -> Result<Vec<T>> {
-        self.fetch_all(sql, params.into_values())
-            .await?
-            .into_iter()
-            .map(crate::de::from_row)
-            .collect()
+    pub fn fetch_all_as<'a, T: DeserializeOwned + Send + 'a>(
+        &'a self,
+        sql: &'a str,
+        params: impl Params,
+    ) -> impl Future<Output = Result<Vec<T>>> + Send + 'a {
+        let rows = self.fetch_all(sql, params);
+        async move { rows.await?.into_iter().map(crate::de::from_row).collect() }
     }
 
     /// See [`Connection::fetch_one_as`]; runs on a reader (a writing statement on the writer).
     ///
     /// # Failure
     /// As [`Connection::fetch_one_as`], plus [`Error::PoolTimeout`].
-    pub async fn fetch_one_as<T: DeserializeOwned + Send>(&self, sql: &str, params: impl Params) -> Result<Option<T>> {
-        self.fetch_one(sql, params.into_values())
-            .await?
-            .map(crate::de::from_row)
-            .transpose()
+    pub fn fetch_one_as<'a, T: DeserializeOwned + Send + 'a>(
+        &'a self,
+        sql: &'a str,
+        params: impl Params,
+    ) -> impl Future<Output = Result<Option<T>>> + Send + 'a {
+        let row = self.fetch_one(sql, params);
+        async move { row.await?.map(crate::de::from_row).transpose() }
     }
 
     /// See [`Connection::query`]; runs on a reader (a writing statement on the writer). The
@@ -456,35 +488,29 @@ impl Pool {
     ///
     /// # Failure
     /// As [`Connection::query`], plus [`Error::PoolTimeout`].
-    pub async fn query(&self, sql: &str, params: impl Params) -> Result<Cursor> {
+    pub fn query<'a>(&'a self, sql: &'a str, params: impl Params) -> impl Future<Output = Result<Cursor>> + Send + 'a {
         let params = params.into_values();
-        let write = crate::sql::verb(sql).is_dml() || self.inner.readers.is_empty();
-        if !write {
-            let retry = params.clone();
-            let mut guard = self.acquire(false).await?;
-            let target = Target {
-                conn: &guard.conn,
-                owner: 0,
-            };
-            match target.query(sql, params).await {
-                Ok(cur) => return Ok(cur.with_permit(guard.permit.take())),
-                Err(e) if e.sqlite_code() == Some(ErrorCode::ReadOnly) => {
-                    drop(guard);
-                    return self.query_on_writer(sql, retry).await;
+        async move {
+            let write = crate::sql::verb(sql).is_dml() || self.inner.readers.is_empty();
+            if !write {
+                let retry = params.clone();
+                let mut guard = self.acquire(false).await?;
+                match guard.target()?.query(sql, params).await {
+                    Ok(cur) => return Ok(cur.with_permit(guard.permit.take())),
+                    Err(e) if e.sqlite_code() == Some(ErrorCode::ReadOnly) => {
+                        drop(guard);
+                        return self.query_on_writer(sql, retry).await;
+                    }
+                    Err(e) => return Err(e),
                 }
-                Err(e) => return Err(e),
             }
+            self.query_on_writer(sql, params).await
         }
-        self.query_on_writer(sql, params).await
     }
 
     async fn query_on_writer(&self, sql: &str, params: ParamValues) -> Result<Cursor> {
         let mut guard = self.acquire(true).await?;
-        let target = Target {
-            conn: &guard.conn,
-            owner: 0,
-        };
-        let cur = target.query(sql, params).await?;
+        let cur = guard.target()?.query(sql, params).await?;
         Ok(cur.with_permit(guard.permit.take()))
     }
 
@@ -520,7 +546,7 @@ impl fmt::Debug for PoolConnection {
 }
 
 impl PoolConnection {
-    fn target(&self) -> Result<Target<'_>> {
+    pub(crate) fn target(&self) -> Result<Target<'_>> {
         Ok(Target {
             conn: &self.conn,
             owner: 0,

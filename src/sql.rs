@@ -128,6 +128,20 @@ fn skip_quoted(s: &str, quote: char) -> &str {
     ""
 }
 
+/// Quote an identifier for SQL: `"name"` with embedded quotes doubled.
+pub(crate) fn quote_ident(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 2);
+    out.push('"');
+    for c in name.chars() {
+        if c == '"' {
+            out.push('"');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
 /// Quote a string literal for SQL: `'text'` with embedded quotes doubled.
 pub(crate) fn quote_literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
@@ -171,5 +185,6 @@ mod tests {
     #[test]
     fn quoting() {
         assert_eq!(quote_literal("it's"), "'it''s'");
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
     }
 }

@@ -45,7 +45,7 @@ impl Drop for TxInner {
 }
 
 impl TxInner {
-    fn target(&self) -> Result<Target<'_>> {
+    pub(crate) fn target(&self) -> Result<Target<'_>> {
         if self.finished.load(Ordering::Acquire) {
             return Err(Error::TransactionEnded {
                 reason: "it was already committed or rolled back",
@@ -101,7 +101,7 @@ impl Transaction {
         Ok(Transaction { inner })
     }
 
-    fn target(&self) -> Result<Target<'_>> {
+    pub(crate) fn target(&self) -> Result<Target<'_>> {
         self.inner.target()
     }
 
@@ -219,7 +219,7 @@ impl<'a> Savepoint<'a> {
         Ok(sp)
     }
 
-    fn target(&self) -> Result<Target<'_>> {
+    pub(crate) fn target(&self) -> Result<Target<'_>> {
         if self.finished {
             return Err(Error::TransactionEnded {
                 reason: "the savepoint was already released or rolled back",

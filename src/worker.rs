@@ -413,6 +413,8 @@ pub(crate) struct ConnState {
     /// The authorizer callback registered with SQLite (see `hooks.rs`). Declared after `conn`
     /// so that it outlives the registration.
     pub(crate) authorizer: Option<Box<Box<crate::hooks::AuthorizerFn>>>,
+    /// Tables and columns known to the CRUD helpers (see `crud.rs`).
+    pub(crate) schema: crate::crud::SchemaCache,
 }
 
 // SAFETY: `db` is the handle owned by `conn` (which is `Send`), and the state is only used by
@@ -472,6 +474,7 @@ impl ConnState {
             ctx,
             backups: HashMap::new(),
             authorizer: None,
+            schema: crate::crud::SchemaCache::default(),
         };
         for (name, value) in &opts.pragmas {
             state.apply_pragma(name, value)?;
@@ -586,7 +589,7 @@ impl ConnState {
         self.with_stmt(text, |st, _, _| st.run()).map(drop)
     }
 
-    fn execute(&mut self, text: &str, params: &ParamValues) -> Result<ExecResult> {
+    pub(crate) fn execute(&mut self, text: &str, params: &ParamValues) -> Result<ExecResult> {
         self.implicit_begin(text)?;
         let db = self.db;
         let r = self.with_stmt(text, |st, ctx, autocommit| {
@@ -639,7 +642,7 @@ impl ConnState {
         Ok(total.unwrap_or(0))
     }
 
-    fn script(&mut self, text: &str) -> Result<()> {
+    pub(crate) fn script(&mut self, text: &str) -> Result<()> {
         let mut rest = text;
         while !sql::is_blank(rest) {
             self.ctx.arm(self.statement_timeout);
@@ -670,7 +673,42 @@ impl ConnState {
         Ok(())
     }
 
-    fn fetch(&mut self, text: &str, params: &ParamValues, kind: FetchKind) -> Result<Reply> {
+    /// Run `f` so that its changes apply entirely or not at all: in a transaction (`BEGIN
+    /// IMMEDIATE`), or in a savepoint when a transaction is already open.
+    pub(crate) fn atomically<R>(&mut self, f: impl FnOnce(&mut Self) -> Result<R>) -> Result<R> {
+        if self.autocommit() {
+            self.simple("BEGIN IMMEDIATE")?;
+            match f(self) {
+                Ok(v) => match self.simple("COMMIT") {
+                    Ok(()) => Ok(v),
+                    Err(e) => {
+                        if !self.autocommit() {
+                            let _ = self.simple("ROLLBACK");
+                        }
+                        Err(e)
+                    }
+                },
+                Err(e) => {
+                    if !self.autocommit() {
+                        let _ = self.simple("ROLLBACK");
+                    }
+                    Err(e)
+                }
+            }
+        } else {
+            self.simple("SAVEPOINT aiolite_atomic")?;
+            match f(self) {
+                Ok(v) => self.simple("RELEASE aiolite_atomic").map(|()| v),
+                Err(e) => {
+                    let _ = self.simple("ROLLBACK TO aiolite_atomic");
+                    let _ = self.simple("RELEASE aiolite_atomic");
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    pub(crate) fn fetch(&mut self, text: &str, params: &ParamValues, kind: FetchKind) -> Result<Reply> {
         self.implicit_begin(text)?;
         let reject_writes = self.reject_writes;
         let r = self.with_stmt(text, |st, ctx, autocommit| {

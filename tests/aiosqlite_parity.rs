@@ -18,8 +18,17 @@ use futures::StreamExt;
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+/// Runs tests one at a time, and lets each start with no worker thread of an earlier test
+/// still winding down (so thread counts compare exactly).
+struct Serial(#[allow(dead_code)] MutexGuard<'static, ()>);
+
+fn serial() -> Serial {
+    let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    assert!(
+        common::eventually(|| common::worker_threads() == 0),
+        "a worker thread of an earlier test did not exit"
+    );
+    Serial(guard)
 }
 
 fn rt() -> tokio::runtime::Runtime {

@@ -102,9 +102,15 @@ fn parse_args() -> Config {
 
 fn runtime(multi: bool) -> tokio::runtime::Runtime {
     if multi {
-        tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap()
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap()
     } else {
-        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
     }
 }
 
@@ -387,7 +393,11 @@ fn workloads(cfg: &Config) -> Vec<Workload> {
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     let k = v.len();
-    if k % 2 == 1 { v[k / 2] } else { (v[k / 2 - 1] + v[k / 2]) / 2.0 }
+    if k % 2 == 1 {
+        v[k / 2]
+    } else {
+        (v[k / 2 - 1] + v[k / 2]) / 2.0
+    }
 }
 
 /// Peak RSS (VmHWM) of this process, in KiB.
@@ -496,7 +506,11 @@ fn main() {
         cfg.stream_rows,
         cfg.rounds,
         cfg.readers,
-        if cfg.multi_thread { "tokio-multi" } else { "tokio-current" },
+        if cfg.multi_thread {
+            "tokio-multi"
+        } else {
+            "tokio-current"
+        },
         cfg.load
     );
     let mut results: Vec<(Vec<f64>, Vec<f64>)> = vec![(Vec::new(), Vec::new()); work.len()];
@@ -510,7 +524,13 @@ fn main() {
                 let a = (w.aiolite)(&mut tmp);
                 ((w.rusqlite)(&mut tmp), a)
             };
-            eprintln!("  round {round} {:<16} rusqlite {:>12.0}/s  aiolite {:>12.0}/s  ratio {:.2}", w.name, r, a, a / r);
+            eprintln!(
+                "  round {round} {:<16} rusqlite {:>12.0}/s  aiolite {:>12.0}/s  ratio {:.2}",
+                w.name,
+                r,
+                a,
+                a / r
+            );
             results[k].0.push(r);
             results[k].1.push(a);
         }

@@ -33,7 +33,10 @@ fn main() {
     };
     let path = Path::new(path);
     let ops: usize = ops.parse().unwrap();
-    let rows: usize = std::env::var("PROBE_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
+    let rows: usize = std::env::var("PROBE_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
     {
         // Setup (same for every run): a table with `rows` rows.
         let mut c = open_r(path);
@@ -41,7 +44,8 @@ fn main() {
         if have == 0 {
             let tx = c.transaction().unwrap();
             for i in 0..rows {
-                tx.execute(INSERT, rusqlite::params![format!("name-{i:08}"), i as f64]).unwrap();
+                tx.execute(INSERT, rusqlite::params![format!("name-{i:08}"), i as f64])
+                    .unwrap();
             }
             tx.commit().unwrap();
         }
@@ -83,13 +87,24 @@ fn main() {
             }
         }
         "aiolite" => {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async {
-                let db = aiolite::ConnectOptions::new(path).recommended_pragmas().open().await.unwrap();
+                let db = aiolite::ConnectOptions::new(path)
+                    .recommended_pragmas()
+                    .open()
+                    .await
+                    .unwrap();
                 match workload.as_str() {
                     "point_select" => {
                         for i in 0..ops {
-                            let row = db.fetch_one(SELECT_ONE, [(i % rows) as i64 + 1]).await.unwrap().unwrap();
+                            let row = db
+                                .fetch_one(SELECT_ONE, [(i % rows) as i64 + 1])
+                                .await
+                                .unwrap()
+                                .unwrap();
                             let t: (i64, String, f64) = (row.get(0).unwrap(), row.get(1).unwrap(), row.get(2).unwrap());
                             std::hint::black_box(t);
                         }
