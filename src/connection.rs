@@ -402,7 +402,7 @@ macro_rules! statement_api {
         /// assert_eq!(n, Some(42));
         /// # Ok::<(), aiolite::Error>(()) }).unwrap();
         /// ```
-        pub fn fetch_scalar<'q, T: $crate::FromValue + Send + 'q>(
+        pub fn fetch_scalar<'q, T: $crate::FromValue + Send + 'static>(
             &'q self,
             sql: &'q str,
             params: impl $crate::Params,
@@ -428,7 +428,7 @@ macro_rules! statement_api {
         /// assert_eq!((users[0].id, users[0].name.as_str()), (1, "ann"));
         /// # Ok::<(), aiolite::Error>(()) }).unwrap();
         /// ```
-        pub fn fetch_all_as<'q, T: ::serde::de::DeserializeOwned + Send + 'q>(
+        pub fn fetch_all_as<'q, T: ::serde::de::DeserializeOwned + Send + 'static>(
             &'q self,
             sql: &'q str,
             params: impl $crate::Params,
@@ -451,7 +451,7 @@ macro_rules! statement_api {
         /// assert_eq!(pair, Some((1, "x".to_string())));
         /// # Ok::<(), aiolite::Error>(()) }).unwrap();
         /// ```
-        pub fn fetch_one_as<'q, T: ::serde::de::DeserializeOwned + Send + 'q>(
+        pub fn fetch_one_as<'q, T: ::serde::de::DeserializeOwned + Send + 'static>(
             &'q self,
             sql: &'q str,
             params: impl $crate::Params,

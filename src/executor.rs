@@ -91,20 +91,23 @@ pub trait Executor: sealed::Sealed + Send + Sync {
         sql: &'a str,
         params: impl Params,
     ) -> impl Future<Output = Result<Option<Row>>> + Send + 'a;
+    // The result types of the generic fetches are `'static` (owned rows): a `T: 'a` bound
+    // would make futures of helpers generic over `Executor` unprovably `Send` in contexts such
+    // as axum handlers (rustc issue #100013).
     /// See [`Connection::fetch_scalar`].
-    fn fetch_scalar<'a, T: FromValue + Send + 'a>(
+    fn fetch_scalar<'a, T: FromValue + Send + 'static>(
         &'a self,
         sql: &'a str,
         params: impl Params,
     ) -> impl Future<Output = Result<Option<T>>> + Send + 'a;
     /// See [`Connection::fetch_all_as`].
-    fn fetch_all_as<'a, T: DeserializeOwned + Send + 'a>(
+    fn fetch_all_as<'a, T: DeserializeOwned + Send + 'static>(
         &'a self,
         sql: &'a str,
         params: impl Params,
     ) -> impl Future<Output = Result<Vec<T>>> + Send + 'a;
     /// See [`Connection::fetch_one_as`].
-    fn fetch_one_as<'a, T: DeserializeOwned + Send + 'a>(
+    fn fetch_one_as<'a, T: DeserializeOwned + Send + 'static>(
         &'a self,
         sql: &'a str,
         params: impl Params,
@@ -138,13 +141,13 @@ macro_rules! delegate_executor {
             fn fetch_one<'a>(&'a self, sql: &'a str, params: impl Params) -> impl Future<Output = Result<Option<Row>>> + Send + 'a {
                 <$ty>::fetch_one(self, sql, params)
             }
-            fn fetch_scalar<'a, T: FromValue + Send + 'a>(&'a self, sql: &'a str, params: impl Params) -> impl Future<Output = Result<Option<T>>> + Send + 'a {
+            fn fetch_scalar<'a, T: FromValue + Send + 'static>(&'a self, sql: &'a str, params: impl Params) -> impl Future<Output = Result<Option<T>>> + Send + 'a {
                 <$ty>::fetch_scalar(self, sql, params)
             }
-            fn fetch_all_as<'a, T: DeserializeOwned + Send + 'a>(&'a self, sql: &'a str, params: impl Params) -> impl Future<Output = Result<Vec<T>>> + Send + 'a {
+            fn fetch_all_as<'a, T: DeserializeOwned + Send + 'static>(&'a self, sql: &'a str, params: impl Params) -> impl Future<Output = Result<Vec<T>>> + Send + 'a {
                 <$ty>::fetch_all_as(self, sql, params)
             }
-            fn fetch_one_as<'a, T: DeserializeOwned + Send + 'a>(&'a self, sql: &'a str, params: impl Params) -> impl Future<Output = Result<Option<T>>> + Send + 'a {
+            fn fetch_one_as<'a, T: DeserializeOwned + Send + 'static>(&'a self, sql: &'a str, params: impl Params) -> impl Future<Output = Result<Option<T>>> + Send + 'a {
                 <$ty>::fetch_one_as(self, sql, params)
             }
             fn query<'a>(&'a self, sql: &'a str, params: impl Params) -> impl Future<Output = Result<Cursor>> + Send + 'a {

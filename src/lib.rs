@@ -36,6 +36,8 @@
 //!
 //! # Features
 //! - `load-extension`: `Connection::enable_load_extension` / `load_extension` (off by default).
+//! - `axum`: [`Error`] as an axum response (409 / 400 / 404 / 503 / 500 with a JSON body that
+//!   never carries SQL) and the [`axum::Tx`] per-request transaction extractor.
 //!
 //! # Design
 //!
@@ -96,6 +98,8 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![deny(clippy::all)]
 
+#[cfg(feature = "axum")]
+pub mod axum;
 mod backup;
 mod blob;
 mod connection;

@@ -442,7 +442,7 @@ impl Pool {
     ///
     /// # Failure
     /// As [`Connection::fetch_scalar`], plus [`Error::PoolTimeout`].
-    pub fn fetch_scalar<'a, T: FromValue + Send + 'a>(
+    pub fn fetch_scalar<'a, T: FromValue + Send + 'static>(
         &'a self,
         sql: &'a str,
         params: impl Params,
@@ -461,7 +461,7 @@ impl Pool {
     ///
     /// # Failure
     /// As [`Connection::fetch_all_as`], plus [`Error::PoolTimeout`].
-    pub fn fetch_all_as<'a, T: DeserializeOwned + Send + 'a>(
+    pub fn fetch_all_as<'a, T: DeserializeOwned + Send + 'static>(
         &'a self,
         sql: &'a str,
         params: impl Params,
@@ -474,7 +474,7 @@ impl Pool {
     ///
     /// # Failure
     /// As [`Connection::fetch_one_as`], plus [`Error::PoolTimeout`].
-    pub fn fetch_one_as<'a, T: DeserializeOwned + Send + 'a>(
+    pub fn fetch_one_as<'a, T: DeserializeOwned + Send + 'static>(
         &'a self,
         sql: &'a str,
         params: impl Params,

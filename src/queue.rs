@@ -130,8 +130,9 @@ impl Queue {
         }
         self.pending.fetch_add(1, Ordering::AcqRel);
         q.jobs.push_back(job);
-        self.state.store(CLOSED, Ordering::Release);
+        // `len` first: a worker that sees the queue closed must also see the close command.
         self.len.store(q.jobs.len(), Ordering::SeqCst);
+        self.state.store(CLOSED, Ordering::SeqCst);
         let waiters: Vec<Waker> = q.waiters.drain(..).map(|(_, w)| w).collect();
         drop(q);
         for w in waiters {
@@ -197,8 +198,12 @@ impl Queue {
             if let Some(job) = self.pop() {
                 return Some(job);
             }
-            if self.state.load(Ordering::Acquire) != OPEN && self.len.load(Ordering::Acquire) == 0 {
-                return None;
+            if self.state.load(Ordering::Acquire) != OPEN {
+                // Decide under the lock: the atomics alone may lag behind a push.
+                if self.lock().jobs.is_empty() {
+                    return None;
+                }
+                continue;
             }
             if !spin.is_zero() {
                 let start = Instant::now();

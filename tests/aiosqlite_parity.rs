@@ -527,7 +527,6 @@ fn test_connect_base_exception() {
     assert!(common::eventually(|| common::worker_threads() == before));
 }
 
-#[cfg(any())] // TEMP: enable when dump.rs lands
 #[test]
 fn test_iterdump() {
     let _g = serial();
