@@ -61,3 +61,60 @@ pub fn eventually(mut cond: impl FnMut() -> bool) -> bool {
     }
     cond()
 }
+
+/// A runtime-agnostic sleep: a helper thread completes a oneshot after `d`. Works under
+/// tokio (both flavours) and `futures::executor`.
+pub async fn delay(d: std::time::Duration) {
+    let (tx, rx) = futures::channel::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        std::thread::sleep(d);
+        let _ = tx.send(());
+    });
+    let _ = rx.await;
+}
+
+/// Runtime-agnostic timeout: `Some(output)` if `fut` finishes within `d`, `None` otherwise
+/// (then `fut` is dropped).
+pub async fn within<F: Future>(d: std::time::Duration, fut: F) -> Option<F::Output> {
+    use futures::future::{Either, select};
+    let fut = std::pin::pin!(fut);
+    let timer = std::pin::pin!(delay(d));
+    match select(fut, timer).await {
+        Either::Left((out, _)) => Some(out),
+        Either::Right(((), _)) => None,
+    }
+}
+
+/// Yield to the executor once.
+pub async fn yield_now() {
+    let mut yielded = false;
+    futures::future::poll_fn(|cx| {
+        if yielded {
+            std::task::Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    })
+    .await
+}
+
+/// A statement that runs for minutes unless interrupted (counts to 1e9 in a recursive CTE).
+pub const SLOW_QUERY: &str =
+    "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 1000000000) SELECT count(*) FROM c";
+
+/// Generous bound for "does not hang" checks.
+pub const NO_HANG: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// `db.close()` for tests where closing is incidental. Tolerates exactly one known bug: a
+/// `close()` that races the worker's idle spin may return `Err(Closed)` although the
+/// connection was closed (see lifecycle.rs `close_right_after_a_command_returns_ok`).
+/// Panics on any other error or if closing takes longer than [`NO_HANG`].
+pub async fn close(db: &aiolite::Connection) {
+    match within(NO_HANG, db.close()).await.expect("close() hung") {
+        Ok(()) | Err(aiolite::Error::Closed) => {}
+        Err(e) => panic!("close() failed: {e:?}"),
+    }
+    assert!(db.is_closed());
+}
