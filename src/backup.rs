@@ -165,8 +165,11 @@ fn start(st: &mut ConnState, dest: DestSpec, name: &str) -> Result<RawBackup> {
             (Dest::Owned { _conn: c }, db, None)
         }
         DestSpec::Shared(shared) => {
-            let guard = shared.lock_conn();
-            let db = guard.as_ref().map(ConnState::handle).ok_or(Error::Closed)?;
+            let mut guard = shared.lock_conn();
+            let engine = guard.as_mut().ok_or(Error::Closed)?;
+            let db = engine.local().map(|l| l.handle()).ok_or_else(|| Error::Unsupported {
+                message: "a backup target must be a local SQLite connection".into(),
+            })?;
             drop(guard);
             (Dest::Shared(Arc::clone(&shared)), db, Some(shared))
         }

@@ -175,6 +175,27 @@ pub enum Error {
         /// What is unsupported.
         message: String,
     },
+    /// (dqlite) The cluster's leader changed or the connection to it was lost while a
+    /// transaction was open: the transaction is gone; retry it whole.
+    #[error("the leader changed: {message}")]
+    LeaderChanged {
+        /// What happened.
+        message: String,
+    },
+    /// (dqlite) No leader could be reached: the cluster has lost its quorum or no node
+    /// answers.
+    #[error("the database cluster is unavailable: {message}")]
+    Unavailable {
+        /// What happened.
+        message: String,
+    },
+    /// (dqlite) The connection was lost while a `COMMIT` was in flight: the transaction may or
+    /// may not have been committed.
+    #[error("the outcome of the commit is unknown: {message}")]
+    CommitOutcomeUnknown {
+        /// What happened.
+        message: String,
+    },
     /// A helper looked for a row that does not exist.
     #[error("not found: {message}")]
     NotFound {

@@ -106,6 +106,8 @@ mod connection;
 pub mod crud;
 mod cursor;
 mod de;
+#[cfg(feature = "dqlite")]
+mod dqlite;
 mod dump;
 mod error;
 mod executor;

@@ -148,7 +148,7 @@ pub(crate) struct Job {
 /// State shared between a connection's handles, its worker and the progress handler.
 pub(crate) struct Shared {
     pub(crate) queue: Queue,
-    conn: Mutex<Option<ConnState>>,
+    conn: Mutex<Option<Engine>>,
     pub(crate) ctx: Arc<Ctx>,
     pub(crate) interrupt: OnceLock<rusqlite::InterruptHandle>,
     in_tx: AtomicBool,
@@ -196,20 +196,13 @@ impl Shared {
         self.total_changes.load(Ordering::Acquire).max(0) as u64
     }
 
-    pub(crate) fn lock_conn(&self) -> MutexGuard<'_, Option<ConnState>> {
+    pub(crate) fn lock_conn(&self) -> MutexGuard<'_, Option<Engine>> {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn publish(&self, state: &ConnState) {
-        // SAFETY: `db` is the open handle owned by `state.conn`; we hold the lock.
-        let (autocommit, total) = unsafe {
-            (
-                ffi::sqlite3_get_autocommit(state.db) != 0,
-                ffi::sqlite3_total_changes64(state.db),
-            )
-        };
-        self.in_tx.store(!autocommit, Ordering::Release);
-        self.total_changes.store(total, Ordering::Release);
+    fn publish(&self, backend: &dyn Backend) {
+        self.in_tx.store(!backend.autocommit(), Ordering::Release);
+        self.total_changes.store(backend.total_changes(), Ordering::Release);
     }
 
     /// Whether a waiting caller should spin for its reply (see `ConnectOptions::wait_spin`).
@@ -238,10 +231,11 @@ impl Shared {
         if self.queue.pending() != 0 {
             return None;
         }
-        let state = guard.as_mut()?;
-        if state.gate != owner || state.gate_ended.is_some() {
+        let engine = guard.as_mut()?;
+        if engine.gate != owner || engine.gate_ended.is_some() {
             return None;
         }
+        let state = engine.local()?;
         let out = state.fetch_inline(text, params, kind, self.inline_budget_ns)?;
         self.publish(state);
         Some(out)
@@ -402,11 +396,6 @@ pub(crate) struct ConnState {
     statement_timeout: Option<Duration>,
     busy_timeout: Duration,
     reject_writes: bool,
-    /// The transaction holding exclusivity (0: none).
-    gate: u64,
-    /// Set when the gate's transaction ended without its handle (an error made SQLite roll
-    /// it back, or a COMMIT/ROLLBACK statement was run through it).
-    gate_ended: Option<&'static str>,
     ctx: Arc<Ctx>,
     /// Running online backups, by id (see `backup.rs`); finished before the connection closes.
     pub(crate) backups: HashMap<u64, crate::backup::RawBackup>,
@@ -469,8 +458,6 @@ impl ConnState {
             statement_timeout: opts.statement_timeout,
             busy_timeout: opts.busy_timeout,
             reject_writes: opts.reject_writes,
-            gate: 0,
-            gate_ended: None,
             ctx,
             backups: HashMap::new(),
             authorizer: None,
@@ -880,6 +867,121 @@ impl ConnState {
         }
     }
 
+    /// Roll back what is open and close SQLite.
+    fn close_local(mut self) -> Result<()> {
+        self.backups.clear();
+        self.cursors.clear();
+        self.cache.clear();
+        if !self.autocommit() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+        self.conn.close().map_err(|(_, e)| Error::from_rusqlite(e))
+    }
+}
+
+impl Backend for ConnState {
+    fn execute(&mut self, sql: &str, params: &ParamValues) -> Result<ExecResult> {
+        ConnState::execute(self, sql, params)
+    }
+    fn execute_many(&mut self, sql: &str, rows: &[ParamValues]) -> Result<u64> {
+        ConnState::execute_many(self, sql, rows)
+    }
+    fn script(&mut self, sql: &str) -> Result<()> {
+        ConnState::script(self, sql)
+    }
+    fn fetch(&mut self, sql: &str, params: &ParamValues, kind: FetchKind) -> Result<Reply> {
+        ConnState::fetch(self, sql, params, kind)
+    }
+    fn query(&mut self, cursor: u64, sql: &str, params: ParamValues, chunk: usize) -> Result<CursorChunk> {
+        ConnState::query(self, cursor, sql, params, chunk)
+    }
+    fn cursor_next(&mut self, cursor: u64, n: usize) -> Result<CursorChunk> {
+        ConnState::cursor_next(self, cursor, n)
+    }
+    fn cursor_close(&mut self, cursor: u64) {
+        ConnState::cursor_close(self, cursor);
+    }
+    fn simple(&mut self, sql: &str) -> Result<()> {
+        ConnState::simple(self, sql)
+    }
+    fn autocommit(&self) -> bool {
+        ConnState::autocommit(self)
+    }
+    fn total_changes(&self) -> i64 {
+        // SAFETY: `db` is the open handle owned by `conn`; the caller holds the lock.
+        unsafe { ffi::sqlite3_total_changes64(self.db) }
+    }
+    fn local(&mut self) -> Option<&mut ConnState> {
+        Some(self)
+    }
+    fn close(self: Box<Self>) -> Result<()> {
+        (*self).close_local()
+    }
+}
+
+/// What the worker runs commands against: local SQLite ([`ConnState`]) or a remote engine.
+/// The transaction gate, cancellation and replies are the worker's, shared by every backend;
+/// a backend only runs statements.
+pub(crate) trait Backend: Send {
+    /// One statement, to completion.
+    fn execute(&mut self, sql: &str, params: &ParamValues) -> Result<ExecResult>;
+    /// One statement per parameter set; total changes.
+    fn execute_many(&mut self, sql: &str, rows: &[ParamValues]) -> Result<u64>;
+    /// Any number of statements.
+    fn script(&mut self, sql: &str) -> Result<()>;
+    /// One query, collected as `kind` says.
+    fn fetch(&mut self, sql: &str, params: &ParamValues, kind: FetchKind) -> Result<Reply>;
+    /// Start a streaming query under id `cursor`: its first `chunk` rows.
+    fn query(&mut self, cursor: u64, sql: &str, params: ParamValues, chunk: usize) -> Result<CursorChunk>;
+    /// The next `n` rows of a cursor (empty and done for an unknown one).
+    fn cursor_next(&mut self, cursor: u64, n: usize) -> Result<CursorChunk>;
+    /// Abandon a cursor.
+    fn cursor_close(&mut self, cursor: u64);
+    /// A transaction-control statement: `BEGIN …`, `COMMIT`, `ROLLBACK`, `SAVEPOINT x`,
+    /// `RELEASE x`, `ROLLBACK TO x`.
+    fn simple(&mut self, sql: &str) -> Result<()>;
+    /// `true` when no transaction is open.
+    fn autocommit(&self) -> bool;
+    /// Rows changed since the connection opened.
+    fn total_changes(&self) -> i64;
+    /// The local SQLite state, for commands that need it (`call`, hooks, backups, …).
+    fn local(&mut self) -> Option<&mut ConnState> {
+        None
+    }
+    /// Roll back what is open and close.
+    fn close(self: Box<Self>) -> Result<()>;
+}
+
+/// The worker's state behind the connection lock: the backend and the transaction gate.
+pub(crate) struct Engine {
+    pub(crate) backend: Box<dyn Backend>,
+    /// The transaction holding exclusivity (0: none).
+    gate: u64,
+    /// Set when the gate's transaction ended without its handle (an error made the database
+    /// roll it back, or a COMMIT/ROLLBACK statement was run through it).
+    gate_ended: Option<&'static str>,
+}
+
+fn local_only() -> Error {
+    Error::Unsupported {
+        message: "this operation needs a local SQLite connection".into(),
+    }
+}
+
+impl Engine {
+    pub(crate) fn new(backend: Box<dyn Backend>) -> Engine {
+        Engine {
+            backend,
+            gate: 0,
+            gate_ended: None,
+        }
+    }
+
+    /// The local SQLite state, when the backend is local.
+    pub(crate) fn local(&mut self) -> Option<&mut ConnState> {
+        self.backend.local()
+    }
+
     /// Decide whether a job may run now (the transaction gate).
     fn admit(&self, job: &Job, closing: bool) -> Admit {
         if job.op.exempt() {
@@ -908,24 +1010,26 @@ impl ConnState {
 
     /// Run one admitted job.
     fn run(&mut self, owner: u64, op: Op) -> Result<Reply> {
-        if owner != 0 && owner == self.gate {
-            if let Some(reason) = self.gate_ended {
-                return match op {
-                    Op::EndTx | Op::Rollback => {
-                        self.release_gate();
-                        Ok(Reply::Unit)
-                    }
-                    Op::Commit => {
-                        self.release_gate();
-                        Err(Error::TransactionEnded { reason })
-                    }
-                    _ => Err(Error::TransactionEnded { reason }),
-                };
-            }
+        if owner != 0
+            && owner == self.gate
+            && let Some(reason) = self.gate_ended
+        {
+            return match op {
+                Op::EndTx | Op::Rollback => {
+                    self.release_gate();
+                    Ok(Reply::Unit)
+                }
+                Op::Commit => {
+                    self.release_gate();
+                    Err(Error::TransactionEnded { reason })
+                }
+                _ => Err(Error::TransactionEnded { reason }),
+            };
         }
         let r = self.run_op(owner, op);
-        if self.gate != 0 && self.gate_ended.is_none() && self.autocommit() {
-            self.gate_ended = Some("SQLite rolled it back after an error, or a COMMIT/ROLLBACK statement ended it");
+        if self.gate != 0 && self.gate_ended.is_none() && self.backend.autocommit() {
+            self.gate_ended =
+                Some("the database rolled it back after an error, or a COMMIT/ROLLBACK statement ended it");
         }
         r
     }
@@ -935,34 +1039,45 @@ impl ConnState {
         self.gate_ended = None;
     }
 
+    /// Roll back the gate's transaction (at close).
+    fn abort_gate(&mut self) {
+        if self.gate != 0 {
+            if !self.backend.autocommit() {
+                let _ = self.backend.simple("ROLLBACK");
+            }
+            self.release_gate();
+        }
+    }
+
     fn run_op(&mut self, owner: u64, op: Op) -> Result<Reply> {
+        let b = &mut *self.backend;
         match op {
-            Op::Execute { sql, params } => self.execute(&sql, &params).map(Reply::Exec),
-            Op::ExecuteMany { sql, rows } => self.execute_many(&sql, &rows).map(Reply::Changes),
-            Op::Script { sql } => self.script(&sql).map(|()| Reply::Unit),
-            Op::FetchAll { sql, params } => self.fetch(&sql, &params, FetchKind::All),
-            Op::FetchOne { sql, params } => self.fetch(&sql, &params, FetchKind::One),
-            Op::FetchScalar { sql, params } => self.fetch(&sql, &params, FetchKind::Scalar),
+            Op::Execute { sql, params } => b.execute(&sql, &params).map(Reply::Exec),
+            Op::ExecuteMany { sql, rows } => b.execute_many(&sql, &rows).map(Reply::Changes),
+            Op::Script { sql } => b.script(&sql).map(|()| Reply::Unit),
+            Op::FetchAll { sql, params } => b.fetch(&sql, &params, FetchKind::All),
+            Op::FetchOne { sql, params } => b.fetch(&sql, &params, FetchKind::One),
+            Op::FetchScalar { sql, params } => b.fetch(&sql, &params, FetchKind::Scalar),
             Op::Query {
                 cursor,
                 sql,
                 params,
                 chunk,
-            } => self.query(cursor, &sql, params, chunk).map(Reply::Chunk),
-            Op::CursorNext { cursor, n } => self.cursor_next(cursor, n).map(Reply::Chunk),
+            } => b.query(cursor, &sql, params, chunk).map(Reply::Chunk),
+            Op::CursorNext { cursor, n } => b.cursor_next(cursor, n).map(Reply::Chunk),
             Op::CursorClose { cursor } => {
-                self.cursor_close(cursor);
+                b.cursor_close(cursor);
                 Ok(Reply::Unit)
             }
             Op::Begin(behavior) => {
-                self.simple(behavior.begin_sql())?;
+                b.simple(behavior.begin_sql())?;
                 self.gate = owner;
                 self.gate_ended = None;
                 Ok(Reply::Unit)
             }
             Op::Commit => {
-                if !self.autocommit() {
-                    self.simple("COMMIT")?;
+                if !b.autocommit() {
+                    b.simple("COMMIT")?;
                 }
                 if owner != 0 {
                     self.release_gate();
@@ -970,37 +1085,22 @@ impl ConnState {
                 Ok(Reply::Unit)
             }
             Op::Rollback | Op::EndTx => {
-                let r = if self.autocommit() {
-                    Ok(())
-                } else {
-                    self.simple("ROLLBACK")
-                };
+                let r = if b.autocommit() { Ok(()) } else { b.simple("ROLLBACK") };
                 if owner != 0 {
                     self.release_gate();
                 }
                 r.map(|()| Reply::Unit)
             }
-            Op::Savepoint { name } => self.simple(&format!("SAVEPOINT {name}")).map(|()| Reply::Unit),
-            Op::Release { name } => self.simple(&format!("RELEASE {name}")).map(|()| Reply::Unit),
+            Op::Savepoint { name } => b.simple(&format!("SAVEPOINT {name}")).map(|()| Reply::Unit),
+            Op::Release { name } => b.simple(&format!("RELEASE {name}")).map(|()| Reply::Unit),
             Op::RollbackTo { name } => {
-                self.simple(&format!("ROLLBACK TO {name}"))?;
-                self.simple(&format!("RELEASE {name}")).map(|()| Reply::Unit)
+                b.simple(&format!("ROLLBACK TO {name}"))?;
+                b.simple(&format!("RELEASE {name}")).map(|()| Reply::Unit)
             }
-            Op::Call(f) => self.call(f).map(Reply::Any),
-            Op::Internal(f) => f(self).map(Reply::Any),
+            Op::Call(f) => b.local().ok_or_else(local_only)?.call(f).map(Reply::Any),
+            Op::Internal(f) => f(b.local().ok_or_else(local_only)?).map(Reply::Any),
             Op::Close => Ok(Reply::Unit),
         }
-    }
-
-    /// Roll back what is open and close SQLite.
-    fn close(mut self) -> Result<()> {
-        self.backups.clear();
-        self.cursors.clear();
-        self.cache.clear();
-        if !self.autocommit() {
-            let _ = self.conn.execute_batch("ROLLBACK");
-        }
-        self.conn.close().map_err(|(_, e)| Error::from_rusqlite(e))
     }
 }
 
@@ -1078,6 +1178,20 @@ pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
     }
 }
 
+/// Open the backend `opts` names: a local SQLite database, or a `dqlite://` cluster.
+fn open_backend(opts: &ConnectOptions, ctx: &Arc<Ctx>) -> Result<Box<dyn Backend>> {
+    let path = opts.path.to_string_lossy();
+    if path.starts_with("dqlite://") {
+        #[cfg(feature = "dqlite")]
+        return crate::dqlite::open_backend(opts);
+        #[cfg(not(feature = "dqlite"))]
+        return Err(Error::Unsupported {
+            message: "dqlite:// addresses need aiolite's `dqlite` cargo feature".into(),
+        });
+    }
+    Ok(Box::new(ConnState::open(opts, Arc::clone(ctx))?))
+}
+
 /// Start a worker thread for `opts`. The returned slot receives the outcome of opening.
 pub(crate) fn spawn(opts: ConnectOptions, shared: Arc<Shared>) -> Result<Arc<Slot>> {
     static COUNTER: AtomicU64 = AtomicU64::new(1);
@@ -1098,8 +1212,9 @@ pub(crate) fn spawn(opts: ConnectOptions, shared: Arc<Shared>) -> Result<Arc<Slo
 
 fn worker_main(shared: &Arc<Shared>, opts: &ConnectOptions, opened: &Slot) {
     shared.queue.set_thread();
-    let state = match ConnState::open(opts, Arc::clone(&shared.ctx)) {
-        Ok(s) => s,
+    let opened_backend = open_backend(opts, &shared.ctx);
+    let mut engine = match opened_backend {
+        Ok(b) => Engine::new(b),
         Err(e) => {
             for job in shared.queue.shut() {
                 shared.queue.finished();
@@ -1109,9 +1224,11 @@ fn worker_main(shared: &Arc<Shared>, opts: &ConnectOptions, opened: &Slot) {
             return;
         }
     };
-    let _ = shared.interrupt.set(state.conn.get_interrupt_handle());
-    shared.publish(&state);
-    *shared.lock_conn() = Some(state);
+    if let Some(local) = engine.local() {
+        let _ = shared.interrupt.set(local.conn.get_interrupt_handle());
+    }
+    shared.publish(&*engine.backend);
+    *shared.lock_conn() = Some(engine);
     opened.complete(Ok(Reply::Unit));
 
     let spin = opts.worker_spin;
@@ -1134,7 +1251,7 @@ fn worker_main(shared: &Arc<Shared>, opts: &ConnectOptions, opened: &Slot) {
             continue;
         }
         let mut guard = shared.lock_conn();
-        let Some(state) = guard.as_mut() else {
+        let Some(engine) = guard.as_mut() else {
             drop(guard);
             shared.queue.finished();
             job.reply.send(Err(Error::Closed));
@@ -1143,15 +1260,12 @@ fn worker_main(shared: &Arc<Shared>, opts: &ConnectOptions, opened: &Slot) {
         if matches!(job.op, Op::Close) {
             // Roll back a transaction still holding the gate, then let what was deferred
             // behind it run before closing.
-            if state.gate != 0 {
-                let _ = state.simple("ROLLBACK");
-                state.release_gate();
-            }
+            engine.abort_gate();
             gate_open = true;
             closing = Some(job);
             continue;
         }
-        match state.admit(&job, closing.is_some()) {
+        match engine.admit(&job, closing.is_some()) {
             Admit::Run => {}
             Admit::Defer => {
                 drop(guard);
@@ -1176,14 +1290,10 @@ fn worker_main(shared: &Arc<Shared>, opts: &ConnectOptions, opened: &Slot) {
         ctx.start_job(job.id);
         let start = Instant::now();
         let Job { owner, op, reply, .. } = job;
-        let is_begin = matches!(op, Op::Begin(_));
-        let outcome = state.run(owner, op);
+        let outcome = engine.run(owner, op);
         ctx.end_job();
-        if is_begin && outcome.is_ok() && reply.is_cancelled() {
-            // Nobody will hold this transaction: its handle's cleanup (queued behind) ends it.
-        }
-        gate_open = state.gate == 0;
-        shared.publish(state);
+        gate_open = engine.gate == 0;
+        shared.publish(&*engine.backend);
         drop(guard);
         shared.record_service(start.elapsed().as_nanos() as u64);
         shared.queue.finished();
@@ -1195,8 +1305,8 @@ fn worker_main(shared: &Arc<Shared>, opts: &ConnectOptions, opened: &Slot) {
         shared.queue.finished();
         job.reply.send(Err(Error::Closed));
     }
-    let state = shared.lock_conn().take();
-    let result = state.map_or(Ok(()), ConnState::close);
+    let engine = shared.lock_conn().take();
+    let result = engine.map_or(Ok(()), |e| e.backend.close());
     for job in shared.queue.shut() {
         shared.queue.finished();
         job.reply.send(Err(Error::Closed));

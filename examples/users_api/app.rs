@@ -134,22 +134,20 @@ async fn load_user(db: &impl aiolite::Executor, id: i64) -> ApiResult<User> {
         .ok_or_else(|| ApiError::NotFound(format!("no user {id}")))
 }
 
-async fn create_user(tx: Tx, body: Bytes) -> ApiResult<(StatusCode, Json<User>)> {
+// A single INSERT is atomic by itself: no transaction needed, and the read-back goes to a
+// reader while the writer serves the next request.
+async fn create_user(State(pool): State<Pool>, body: Bytes) -> ApiResult<(StatusCode, Json<User>)> {
     let new: NewUser = parse(&body)?;
     check_user_fields(Some(&new.name), Some(&new.email))?;
-    let id = crud::insert(&*tx, "users", &new).await?;
-    let user = load_user(&*tx, id).await?;
-    tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(user)))
+    let id = crud::insert(&pool, "users", &new).await?;
+    Ok((StatusCode::CREATED, Json(load_user(&pool, id).await?)))
 }
 
-async fn upsert_user(tx: Tx, body: Bytes) -> ApiResult<Json<User>> {
+async fn upsert_user(State(pool): State<Pool>, body: Bytes) -> ApiResult<Json<User>> {
     let new: NewUser = parse(&body)?;
     check_user_fields(Some(&new.name), Some(&new.email))?;
-    let id = crud::upsert(&*tx, "users", &new, &["email"]).await?;
-    let user = load_user(&*tx, id).await?;
-    tx.commit().await?;
-    Ok(Json(user))
+    let id = crud::upsert(&pool, "users", &new, &["email"]).await?;
+    Ok(Json(load_user(&pool, id).await?))
 }
 
 async fn get_user(State(pool): State<Pool>, Id(id): Id) -> ApiResult<Json<User>> {
