@@ -161,7 +161,7 @@ async fn run<H: Handle>(db: H, tasks: i64) {
         .await
         .unwrap();
     let present: HashMap<i64, i64> = rows.into_iter().collect();
-    let log = log.lock().unwrap();
+    let log = log.lock().unwrap().clone();
     let mut done = 0;
     for (op, outcome) in log.iter() {
         let n = present.get(op).copied().unwrap_or(0);
