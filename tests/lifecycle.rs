@@ -245,11 +245,12 @@ fn close_rolls_back_an_open_transaction_guard() {
 }
 
 #[test]
-#[ignore = "BUG: close() racing the worker's idle spin sometimes returns Err(Closed) instead of Ok (queue state stored before len)"]
 fn close_right_after_a_command_returns_ok() {
-    // A race: rare per call (about 1 in 2,000 here), so many short-lived connections on
-    // two threads. Each close() comes right after an awaited command, while the worker
-    // spins looking for its next command.
+    // Regression test for a race (fixed in cda6f7d): push_close published the closed state
+    // before the queue length, so a worker spinning for its next command could see "closed
+    // and empty", exit, and answer the close with Err(Closed). Rare per call (about 1 in
+    // 2,000 here), so many short-lived connections on two threads; each close() comes right
+    // after an awaited command, while the worker spins.
     let threads: Vec<_> = (0..2)
         .map(|_| {
             std::thread::spawn(|| {

@@ -487,3 +487,22 @@ fn an_empty_path_opens_a_private_temporary_database() {
         assert!(other.fetch_all("SELECT * FROM t", ()).await.is_err());
     });
 }
+
+#[test]
+#[ignore = "BUG: busy_timeout above ~24.8 days (e.g. Duration::MAX) panics the worker thread (rusqlite's \"too big\") and open() hangs forever"]
+fn a_huge_busy_timeout_does_not_hang_open() {
+    on_all_runtimes(|| async {
+        for timeout in [Duration::MAX, Duration::from_secs(30 * 86_400)] {
+            let r = common::within(
+                common::NO_HANG,
+                ConnectOptions::new(":memory:").busy_timeout(timeout).open(),
+            )
+            .await;
+            // Ok (clamped) or an Err are both fine; waiting forever is not.
+            match r.expect("open() hung") {
+                Ok(db) => assert_eq!(scalar_i64(&db, "SELECT 1").await, 1),
+                Err(e) => assert!(matches!(e, Error::InvalidArgument { .. }), "{e:?}"),
+            }
+        }
+    });
+}

@@ -644,18 +644,18 @@ fn a_cursor_from_another_clone_does_not_read_inside_a_transaction() {
         tx.execute_many("INSERT INTO t VALUES (?)", (100..200).map(|i| [i]))
             .await
             .unwrap();
-        // B reads on (concurrently with A's open transaction), then A rolls back.
+        // B reads on; A rolls back once B is done, or after a second if B is (rightly) held
+        // back by the transaction.
+        let (done_tx, done_rx) = futures::channel::oneshot::channel::<()>();
         let b_side = async {
             let mut seen: Vec<i64> = first.iter().map(|r| r.get(0).unwrap()).collect();
-            while let Some(r) = cur.fetch_one().await.unwrap() {
-                seen.push(r.get(0).unwrap());
-            }
+            let rest = cur.fetch_all().await.unwrap();
+            seen.extend(rest.iter().map(|r| r.get::<i64>(0).unwrap()));
+            let _ = done_tx.send(());
             seen
         };
         let a_side = async {
-            for _ in 0..50 {
-                yield_now().await;
-            }
+            let _ = within(Duration::from_secs(1), done_rx).await;
             tx.rollback().await.unwrap();
         };
         let (seen, ()) = within(NO_HANG, async { futures::join!(b_side, a_side) })
@@ -742,5 +742,140 @@ fn statements_wait_for_another_connections_lock_up_to_busy_timeout() {
             r.unwrap_or_else(|e| panic!("write={write}: {e}"));
         }
         assert_eq!(count_in(&b).await, 2);
+    });
+}
+
+async fn deferred_fk_db() -> Connection {
+    let db = ConnectOptions::new(":memory:")
+        .pragma("foreign_keys", "ON")
+        .open()
+        .await
+        .unwrap();
+    db.execute_script(
+        "CREATE TABLE parent(id INTEGER PRIMARY KEY);
+         CREATE TABLE child(p INTEGER REFERENCES parent(id) DEFERRABLE INITIALLY DEFERRED);",
+    )
+    .await
+    .unwrap();
+    db
+}
+
+async fn children(db: &Connection) -> i64 {
+    db.fetch_scalar::<i64>("SELECT count(*) FROM child", ())
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+#[test]
+fn a_failed_commit_rolls_the_guard_back_and_frees_the_connection() {
+    on_all_runtimes(|| async {
+        let db = deferred_fk_db().await;
+        let tx = db.transaction().await.unwrap();
+        tx.execute("INSERT INTO child VALUES (99)", ()).await.unwrap(); // checked at COMMIT
+        let err = tx.commit().await.unwrap_err();
+        assert!(err.is_constraint_violation(), "{err}");
+        let r = within(NO_HANG, children(&db))
+            .await
+            .expect("the connection stayed locked");
+        assert_eq!(r, 0);
+        assert!(!db.in_transaction());
+    });
+}
+
+#[test]
+fn with_transaction_returns_the_commit_error_and_rolls_back() {
+    on_all_runtimes(|| async {
+        let db = deferred_fk_db().await;
+        let err = db
+            .with_transaction(|tx| async move {
+                tx.execute("INSERT INTO child VALUES (99)", ()).await?;
+                Ok::<_, Error>(())
+            })
+            .await
+            .unwrap_err();
+        assert!(err.is_constraint_violation(), "{err}");
+        assert_eq!(children(&db).await, 0);
+        assert!(!db.in_transaction());
+        db.execute("INSERT INTO parent VALUES (1)", ()).await.unwrap();
+    });
+}
+
+#[test]
+fn a_failed_implicit_commit_keeps_the_transaction_open() {
+    on_all_runtimes(|| async {
+        let db = ConnectOptions::new(":memory:")
+            .pragma("foreign_keys", "ON")
+            .isolation_level(Some(IsolationLevel::Deferred))
+            .open()
+            .await
+            .unwrap();
+        db.execute_script(
+            "CREATE TABLE parent(id INTEGER PRIMARY KEY);
+             CREATE TABLE child(p INTEGER REFERENCES parent(id) DEFERRABLE INITIALLY DEFERRED);",
+        )
+        .await
+        .unwrap();
+        db.execute("INSERT INTO child VALUES (7)", ()).await.unwrap();
+        let err = db.commit().await.unwrap_err();
+        assert!(err.is_constraint_violation(), "{err}");
+        // Documented: the transaction stays open, so it can be repaired and committed.
+        assert!(db.in_transaction());
+        db.execute("INSERT INTO parent VALUES (7)", ()).await.unwrap();
+        db.commit().await.unwrap();
+        assert!(!db.in_transaction());
+        assert_eq!(children(&db).await, 1);
+    });
+}
+
+#[test]
+fn sqlite_rolling_back_on_its_own_ends_the_guard() {
+    on_all_runtimes(|| async {
+        let db = aiolite::connect(":memory:").await.unwrap();
+        db.execute("CREATE TABLE u(x UNIQUE)", ()).await.unwrap();
+        let b = db.clone();
+        let tx = db.transaction().await.unwrap();
+        tx.execute("INSERT INTO u VALUES (1)", ()).await.unwrap();
+        // OR ROLLBACK: the conflict makes SQLite roll back the whole transaction.
+        let err = tx
+            .execute("INSERT OR ROLLBACK INTO u VALUES (1)", ())
+            .await
+            .unwrap_err();
+        assert!(err.is_unique_violation(), "{err}");
+        let err = tx.execute("INSERT INTO u VALUES (2)", ()).await.unwrap_err();
+        assert!(matches!(err, Error::TransactionEnded { .. }), "{err:?}");
+        let err = tx.commit().await.unwrap_err();
+        assert!(matches!(err, Error::TransactionEnded { .. }), "{err:?}");
+        let n = within(NO_HANG, b.fetch_scalar::<i64>("SELECT count(*) FROM u", ()))
+            .await
+            .expect("the connection stayed locked")
+            .unwrap();
+        assert_eq!(n, Some(0));
+    });
+}
+
+#[test]
+fn a_timed_out_write_inside_a_transaction_ends_it() {
+    on_all_runtimes(|| async {
+        let db = ConnectOptions::new(":memory:")
+            .statement_timeout(Duration::from_millis(50))
+            .open()
+            .await
+            .unwrap();
+        db.execute("CREATE TABLE t(x)", ()).await.unwrap();
+        let tx = db.transaction().await.unwrap();
+        tx.execute("INSERT INTO t VALUES (-1)", ()).await.unwrap();
+        let slow_write = "INSERT INTO t WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 1000000000) SELECT n FROM c";
+        let r = within(NO_HANG, tx.execute(slow_write, ())).await.expect("hang");
+        assert!(matches!(r, Err(Error::StatementTimeout { .. })), "{r:?}");
+        // SQLite rolls back a transaction whose write was interrupted; the guard says so.
+        let r = tx.execute("INSERT INTO t VALUES (-2)", ()).await;
+        assert!(matches!(r, Err(Error::TransactionEnded { .. })), "{r:?}");
+        drop(tx);
+        let n = within(NO_HANG, db.fetch_scalar::<i64>("SELECT count(*) FROM t", ()))
+            .await
+            .expect("hang")
+            .unwrap();
+        assert_eq!(n, Some(0));
     });
 }

@@ -107,14 +107,12 @@ pub const SLOW_QUERY: &str =
 /// Generous bound for "does not hang" checks.
 pub const NO_HANG: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// `db.close()` for tests where closing is incidental. Tolerates exactly one known bug: a
-/// `close()` that races the worker's idle spin may return `Err(Closed)` although the
-/// connection was closed (see lifecycle.rs `close_right_after_a_command_returns_ok`).
-/// Panics on any other error or if closing takes longer than [`NO_HANG`].
+/// `db.close()` for tests where closing is incidental: must be `Ok` within [`NO_HANG`], and
+/// the connection is closed afterwards.
 pub async fn close(db: &aiolite::Connection) {
-    match within(NO_HANG, db.close()).await.expect("close() hung") {
-        Ok(()) | Err(aiolite::Error::Closed) => {}
-        Err(e) => panic!("close() failed: {e:?}"),
-    }
+    within(NO_HANG, db.close())
+        .await
+        .expect("close() hung")
+        .expect("close() failed");
     assert!(db.is_closed());
 }
