@@ -14,7 +14,6 @@ use crate::options::{ConnectOptions, TransactionBehavior};
 use crate::params::ParamValues;
 use crate::reply::{ReplyTo, Slot, WaitReply, unexpected};
 use crate::row::Row;
-use crate::sql::{self, Verb};
 use crate::transaction::Transaction;
 use crate::value::FromValue;
 use crate::worker::{self, ExecResult, FetchKind, Job, Op, Reply, Shared};
@@ -109,8 +108,16 @@ impl Target<'_> {
     }
 
     pub(crate) async fn execute_insert(self, text: &str, params: ParamValues) -> Result<Option<i64>> {
-        let r = self.execute(text, params).await?;
-        Ok((r.changes > 0 && sql::verb(text) == Verb::Insert).then_some(r.last_insert_rowid))
+        match self
+            .request(Op::ExecuteInsert {
+                sql: text.into(),
+                params,
+            })
+            .await?
+        {
+            Reply::Scalar(id) => Ok(id.and_then(|v| v.as_i64())),
+            _ => Err(unexpected("execute_insert")),
+        }
     }
 
     pub(crate) async fn execute_many(self, text: &str, rows: Vec<ParamValues>) -> Result<u64> {
@@ -191,7 +198,7 @@ impl Target<'_> {
         {
             Reply::Chunk(first) => {
                 std::mem::forget(guard);
-                Ok(Cursor::new(self.conn.clone(), id, first, chunk))
+                Ok(Cursor::new(self.conn.clone(), self.owner, id, first, chunk))
             }
             _ => Err(unexpected("query")),
         }
@@ -715,13 +722,14 @@ impl Connection {
         crate::transaction::scoped(self.transaction().await?, f).await
     }
 
-    /// Interrupt the statement running now (`sqlite3_interrupt`): it fails with
-    /// `SQLITE_INTERRUPT` and the connection stays usable. Sync; callable from any thread. A
-    /// no-op when nothing runs. Commands still queued are not affected.
+    /// Interrupt the command running now on the worker: its statement fails with
+    /// `SQLITE_INTERRUPT` (within about a thousand SQLite virtual-machine instructions) and the
+    /// connection stays usable. Sync; callable from any thread. A no-op when nothing runs;
+    /// commands still queued, and other statements such as an open cursor's, are not
+    /// affected. An interrupted write inside an explicit transaction may make SQLite roll the
+    /// transaction back (its handle then reports [`Error::TransactionEnded`]).
     pub fn interrupt(&self) {
-        if let Some(h) = self.shared().interrupt.get() {
-            h.interrupt();
-        }
+        self.shared().ctx.interrupt_current();
     }
 
     /// Close the connection: every command submitted before runs first (a transaction still

@@ -25,10 +25,14 @@ use crate::worker::{CursorChunk, Job, Op, Reply};
 /// [`Stream`] of `Result<Row>`.
 ///
 /// The statement stays open on the connection until the cursor is exhausted or dropped;
-/// dropping it early finalizes the statement. Fetching the next chunk is not a new statement,
-/// so it does not wait for another handle's open transaction.
+/// dropping it early finalizes the statement. Reading on waits, like any statement, while
+/// another handle's transaction is open: a cursor never reads inside someone else's
+/// transaction. A cursor opened inside a transaction fails with
+/// [`Error::TransactionEnded`] once that transaction is over.
 pub struct Cursor {
     conn: Connection,
+    /// The transaction the cursor was opened in (0: none): its chunks are its statements.
+    owner: u64,
     id: u64,
     columns: Columns,
     buf: VecDeque<Row>,
@@ -36,6 +40,8 @@ pub struct Cursor {
     done: bool,
     /// The cursor stopped because of an error (not because the rows ran out).
     failed: bool,
+    /// An error met while asking for the next chunk, reported after the buffered rows.
+    pending_error: Option<Error>,
     inflight: Option<Arc<Slot>>,
     chunk: usize,
     /// A pool cursor keeps its pooled connection until it is dropped.
@@ -53,14 +59,16 @@ impl fmt::Debug for Cursor {
 }
 
 impl Cursor {
-    pub(crate) fn new(conn: Connection, id: u64, first: CursorChunk, chunk: usize) -> Cursor {
+    pub(crate) fn new(conn: Connection, owner: u64, id: u64, first: CursorChunk, chunk: usize) -> Cursor {
         let mut cur = Cursor {
             conn,
+            owner,
             id,
             columns: first.columns,
             buf: VecDeque::new(),
             done: false,
             failed: false,
+            pending_error: None,
             inflight: None,
             chunk,
             permit: None,
@@ -87,7 +95,7 @@ impl Cursor {
             if let Err(e) = self.request(self.chunk) {
                 self.done = true;
                 self.failed = true;
-                tracing::debug!("aiolite: cursor read-ahead failed: {e}");
+                self.pending_error = Some(e);
             }
         }
     }
@@ -97,7 +105,7 @@ impl Cursor {
         let slot = Slot::new();
         let job = Job {
             id: shared.next_id(),
-            owner: 0,
+            owner: self.owner,
             op: Op::CursorNext { cursor: self.id, n },
             reply: ReplyTo::Slot(Arc::clone(&slot)),
         };
@@ -115,11 +123,8 @@ impl Cursor {
                 return Poll::Ready(Some(Ok(row)));
             }
             let Some(slot) = self.inflight.as_ref() else {
-                // After the connection closed under a cursor that had more rows, keep saying so.
-                if self.failed && self.conn.is_closed() {
-                    return Poll::Ready(Some(Err(Error::Closed)));
-                }
-                return Poll::Ready(None);
+                // The rows ran out, or a request for more failed: say why, once.
+                return Poll::Ready(self.pending_error.take().map(Err));
             };
             let outcome = match slot.try_take() {
                 Some(o) => o,
@@ -153,6 +158,11 @@ impl Cursor {
     /// # Failure
     /// SQLite's error while stepping (the cursor is then finished), or `Closed`.
     pub async fn fetch_one(&mut self) -> Result<Option<Row>> {
+        // Like a cursor of a closed aiosqlite connection: once the connection closed under
+        // it, every fetch says so (the stream, in contrast, ends after reporting it once).
+        if self.failed && self.buf.is_empty() && self.conn.is_closed() {
+            return Err(Error::Closed);
+        }
         futures_util::future::poll_fn(|cx| self.poll_row(cx)).await.transpose()
     }
 
@@ -209,7 +219,7 @@ impl Cursor {
                 cursor: self.id,
                 n: usize::MAX,
             };
-            let r = self.conn.request(0, op).await;
+            let r = self.conn.request(self.owner, op).await;
             self.done = true;
             match r? {
                 Reply::Chunk(c) => out.extend(c.rows),

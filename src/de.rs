@@ -182,6 +182,18 @@ impl<'de> de::Deserializer<'de> for ValueDeserializer {
         visitor.visit_newtype_struct(self)
     }
 
+    /// A BLOB into a sequence (`Vec<u8>`, `[u8; N]`): its bytes.
+    fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        match self.0 {
+            Value::Blob(b) => visitor.visit_seq(serde::de::value::SeqDeserializer::new(b.into_iter())),
+            other => ValueDeserializer(other).deserialize_any(visitor),
+        }
+    }
+
+    fn deserialize_tuple<V: Visitor<'de>>(self, _len: usize, visitor: V) -> Result<V::Value, DeError> {
+        self.deserialize_seq(visitor)
+    }
+
     fn deserialize_enum<V: Visitor<'de>>(
         self,
         _name: &'static str,
@@ -199,7 +211,7 @@ impl<'de> de::Deserializer<'de> for ValueDeserializer {
 
     serde::forward_to_deserialize_any! {
         i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 char str string
-        bytes byte_buf unit unit_struct seq tuple tuple_struct map struct identifier ignored_any
+        bytes byte_buf unit unit_struct tuple_struct map struct identifier ignored_any
     }
 }
 

@@ -122,7 +122,7 @@ enum Stage {
     Tables(std::vec::IntoIter<(String, String)>),
     /// Streaming the rows of one table.
     Rows {
-        cursor: Cursor,
+        cursor: Box<Cursor>,
         /// `INSERT INTO "t" VALUES(`
         prefix: String,
         /// Values per row (the query selects `1` for a table without visible columns).
@@ -267,7 +267,7 @@ impl Dump {
             let list: Vec<String> = columns.iter().map(|c| format!("\"{}\"", self::ident(c))).collect();
             format!("SELECT {} FROM \"{ident}\";", list.join(","))
         };
-        let cursor = self.conn.query(&select, ()).await?;
+        let cursor = Box::new(self.conn.query(&select, ()).await?);
         Ok(Stage::Rows {
             cursor,
             prefix: format!("INSERT INTO \"{ident}\" VALUES("),

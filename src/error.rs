@@ -78,7 +78,7 @@ pub enum Error {
         sql: String,
     },
     /// A column could not be converted to the requested Rust type.
-    #[error("column {column}: cannot convert {found} to {expected}")]
+    #[error("column \"{column}\": cannot convert {found} to {expected}")]
     ColumnType {
         /// The column name (or index, when unnamed).
         column: String,
@@ -88,7 +88,7 @@ pub enum Error {
         found: ValueType,
     },
     /// An integer column value does not fit the requested integer type.
-    #[error("column {column}: value {value} out of range for {expected}")]
+    #[error("column \"{column}\": value {value} out of range for {expected}")]
     OutOfRange {
         /// The column name (or index).
         column: String,
@@ -104,7 +104,7 @@ pub enum Error {
         column: String,
     },
     /// A TEXT value read from SQLite is not valid UTF-8.
-    #[error("column {column}: TEXT value is not valid UTF-8")]
+    #[error("column \"{column}\": TEXT value is not valid UTF-8")]
     InvalidUtf8 {
         /// The column name.
         column: String,

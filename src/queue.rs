@@ -90,9 +90,10 @@ impl Queue {
     }
 
     /// Push unless the queue is closed or (when not `force`d) full; a refused job comes back.
-    fn try_push(&self, job: Job, force: bool) -> std::result::Result<(), Refused> {
+    fn try_push(&self, mut job: Job, force: bool) -> std::result::Result<(), Refused> {
         let mut q = self.lock();
         if self.state.load(Ordering::Acquire) != OPEN {
+            job.reply.disarm();
             return Err(Refused::Closed);
         }
         if !force && q.jobs.len() >= self.capacity {
@@ -111,7 +112,10 @@ impl Queue {
     pub(crate) fn push_now(&self, job: Job) -> Result<()> {
         self.try_push(job, false).map_err(|r| match r {
             Refused::Closed => Error::Closed,
-            Refused::Full(_) => Error::QueueFull,
+            Refused::Full(mut job) => {
+                job.reply.disarm();
+                Error::QueueFull
+            }
         })
     }
 
@@ -123,9 +127,10 @@ impl Queue {
 
     /// Push `close` and mark the queue closed in one step, so every command submitted before
     /// it runs and every later one is refused. `false` when already closed.
-    pub(crate) fn push_close(&self, job: Job) -> bool {
+    pub(crate) fn push_close(&self, mut job: Job) -> bool {
         let mut q = self.lock();
         if self.state.load(Ordering::Acquire) != OPEN {
+            job.reply.disarm();
             return false;
         }
         self.pending.fetch_add(1, Ordering::AcqRel);

@@ -48,6 +48,7 @@ impl fmt::Debug for Command {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let name = match &self.op {
             Op::Execute { .. } => "execute",
+            Op::ExecuteInsert { .. } => "execute_insert",
             Op::ExecuteMany { .. } => "execute_many",
             Op::Script { .. } => "execute_script",
             Op::FetchAll { .. } => "fetch_all",

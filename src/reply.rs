@@ -66,37 +66,69 @@ impl Slot {
 /// A reply sink: receives the outcome of one command, on the worker thread.
 pub(crate) type Sink = Box<dyn FnOnce(Outcome) + Send>;
 
-/// Where the worker sends a command's outcome.
-pub(crate) enum ReplyTo {
+/// Where the worker sends a command's outcome. A reply path dropped without an outcome (the
+/// command was lost, e.g. to a worker panic) answers `Err(Closed)`, so no caller waits forever.
+pub(crate) struct ReplyTo(Option<Path>);
+
+enum Path {
     /// A Rust future waiting on a slot.
     Slot(Arc<Slot>),
     /// A callback (other front ends). It runs on the worker thread and must not block.
     Sink(Sink),
-    /// Nobody: fire-and-forget cleanup commands.
-    Nobody,
 }
 
 impl ReplyTo {
+    /// Reply to a waiting future.
+    #[allow(non_snake_case)]
+    pub(crate) fn Slot(slot: Arc<Slot>) -> ReplyTo {
+        ReplyTo(Some(Path::Slot(slot)))
+    }
+
+    /// Reply through a callback.
+    #[allow(non_snake_case)]
+    pub(crate) fn Sink(sink: Sink) -> ReplyTo {
+        ReplyTo(Some(Path::Sink(sink)))
+    }
+
+    /// Nobody: fire-and-forget cleanup commands.
+    #[allow(non_upper_case_globals)]
+    pub(crate) const Nobody: ReplyTo = ReplyTo(None);
+
+    /// Drop the reply path without answering: for a command refused before it was queued,
+    /// whose submitter learns of the refusal from the submit call itself.
+    pub(crate) fn disarm(&mut self) {
+        self.0 = None;
+    }
+
     /// `true` when the waiting future was dropped: the command need not run.
     #[inline]
     pub(crate) fn is_cancelled(&self) -> bool {
-        match self {
-            ReplyTo::Slot(s) => s.cancelled.load(Ordering::Acquire),
-            ReplyTo::Sink(_) | ReplyTo::Nobody => false,
+        match &self.0 {
+            Some(Path::Slot(s)) => s.cancelled.load(Ordering::Acquire),
+            Some(Path::Sink(_)) | None => false,
         }
     }
 
     #[inline]
-    pub(crate) fn send(self, outcome: Outcome) {
-        match self {
-            ReplyTo::Slot(s) => s.complete(outcome),
-            ReplyTo::Sink(f) => {
+    pub(crate) fn send(mut self, outcome: Outcome) {
+        match self.0.take() {
+            Some(Path::Slot(s)) => s.complete(outcome),
+            Some(Path::Sink(f)) => {
                 // A panicking sink must not take the worker down.
-                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(outcome))).is_err() {
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(outcome)));
+                if outcome.is_err() {
                     tracing::error!("aiolite: a reply sink panicked");
                 }
             }
-            ReplyTo::Nobody => {}
+            None => {}
+        }
+    }
+}
+
+impl Drop for ReplyTo {
+    fn drop(&mut self) {
+        if self.0.is_some() {
+            ReplyTo(self.0.take()).send(Err(Error::Closed));
         }
     }
 }

@@ -135,7 +135,7 @@ impl fmt::Display for ColumnLabel<'_> {
         if self.0.is_empty() {
             write!(f, "{}", self.1)
         } else {
-            write!(f, "{:?}", self.0)
+            f.write_str(self.0)
         }
     }
 }

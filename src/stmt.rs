@@ -30,6 +30,26 @@ use crate::row::{Column, ColumnLabel, Columns, Row};
 use crate::sql;
 use crate::value::Value;
 
+thread_local! {
+    /// The statement this thread is stepping now (null outside `Stmt::step`).
+    static STEPPING: std::cell::Cell<*mut ffi::sqlite3_stmt> = const { std::cell::Cell::new(std::ptr::null_mut()) };
+}
+
+/// `true` when the statement this thread is stepping has already halted.
+///
+/// SQLite calls the progress handler one last time when a statement returns, *after* `OP_Halt`
+/// has finished it (an autocommit write is committed by then). Aborting there would report
+/// `SQLITE_INTERRUPT` for work that was done; the progress handler asks this first. Unknown
+/// statements (stepped by user code through `call`) count as running.
+pub(crate) fn stepping_has_halted() -> bool {
+    STEPPING.with(|s| {
+        let p = s.get();
+        // SAFETY: `p` is the statement being stepped on this thread right now (set around
+        // `sqlite3_step` in `Stmt::step`), so it is alive; sqlite3_stmt_busy only reads it.
+        !p.is_null() && unsafe { ffi::sqlite3_stmt_busy(p) } == 0
+    })
+}
+
 /// The last error on a connection handle.
 ///
 /// # Safety
@@ -300,8 +320,12 @@ impl Stmt {
     /// Advance: `Ok(true)` when a row is available, `Ok(false)` when done.
     #[inline]
     pub(crate) fn step(&mut self) -> Result<bool> {
+        let raw = self.raw.as_ptr();
+        STEPPING.with(|s| s.set(raw));
         // SAFETY: valid statement (invariant 1).
-        match unsafe { ffi::sqlite3_step(self.raw.as_ptr()) } {
+        let rc = unsafe { ffi::sqlite3_step(raw) };
+        STEPPING.with(|s| s.set(std::ptr::null_mut()));
+        match rc {
             ffi::SQLITE_ROW => {
                 if self.fresh {
                     self.fresh = false;
@@ -411,6 +435,22 @@ unsafe fn cstr_to_string(p: *const c_char) -> Option<String> {
         // SAFETY: non-null and NUL-terminated (caller).
         Some(unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
     }
+}
+
+/// The first complete statement of a script (for error reports when it fails to prepare):
+/// the shortest prefix ending in `;` that SQLite considers complete (`sqlite3_complete`, which
+/// knows about strings, comments and trigger bodies), or the whole text.
+pub(crate) fn first_statement(text: &str) -> &str {
+    for (i, _) in text.match_indices(';') {
+        let candidate = &text[..=i];
+        if let Ok(c) = std::ffi::CString::new(candidate) {
+            // SAFETY: `c` is a NUL-terminated string; sqlite3_complete only reads it.
+            if unsafe { ffi::sqlite3_complete(c.as_ptr()) } != 0 {
+                return candidate.trim();
+            }
+        }
+    }
+    text.trim()
 }
 
 /// An LRU cache of prepared statements keyed by SQL text.

@@ -3,7 +3,7 @@
 use std::any::Any;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rusqlite::ffi;
@@ -50,6 +50,10 @@ pub(crate) type StateFn = Box<dyn FnOnce(&mut ConnState) -> Result<Box<dyn Any +
 /// A command for the worker.
 pub(crate) enum Op {
     Execute {
+        sql: Box<str>,
+        params: ParamValues,
+    },
+    ExecuteInsert {
         sql: Box<str>,
         params: ParamValues,
     },
@@ -107,10 +111,11 @@ pub(crate) enum Op {
 }
 
 impl Op {
-    /// Commands that continue or clean up something already started: they pass the
-    /// transaction gate (a cursor's next chunk is not a new statement; cleanups never wait).
+    /// Cleanups that pass the transaction gate (they never wait, and run nothing of anyone's
+    /// inside a transaction). A cursor's next chunk is not exempt: it reads, so it waits like
+    /// any statement of its handle.
     fn exempt(&self) -> bool {
-        matches!(self, Op::CursorNext { .. } | Op::CursorClose { .. } | Op::Close)
+        matches!(self, Op::CursorClose { .. } | Op::Close)
     }
 }
 
@@ -150,7 +155,6 @@ pub(crate) struct Shared {
     pub(crate) queue: Queue,
     conn: Mutex<Option<Engine>>,
     pub(crate) ctx: Arc<Ctx>,
-    pub(crate) interrupt: OnceLock<rusqlite::InterruptHandle>,
     in_tx: AtomicBool,
     total_changes: AtomicI64,
     next_id: AtomicU64,
@@ -169,7 +173,6 @@ impl Shared {
             queue: Queue::new(opts.queue_capacity),
             conn: Mutex::new(None),
             ctx: Arc::new(Ctx::new()),
-            interrupt: OnceLock::new(),
             in_tx: AtomicBool::new(false),
             total_changes: AtomicI64::new(0),
             next_id: AtomicU64::new(1),
@@ -262,6 +265,8 @@ pub(crate) struct Ctx {
     epoch: Instant,
     current_job: AtomicU64,
     cancel_job: AtomicU64,
+    /// `Connection::interrupt` asked to abort this job (whatever it is).
+    interrupt_job: AtomicU64,
     cancellable: AtomicBool,
     deadline: AtomicU64,
     inline_deadline: AtomicU64,
@@ -287,6 +292,7 @@ impl Ctx {
             epoch: Instant::now(),
             current_job: AtomicU64::new(0),
             cancel_job: AtomicU64::new(0),
+            interrupt_job: AtomicU64::new(0),
             cancellable: AtomicBool::new(false),
             deadline: AtomicU64::new(0),
             inline_deadline: AtomicU64::new(0),
@@ -300,6 +306,16 @@ impl Ctx {
     #[inline]
     fn now_ns(&self) -> u64 {
         (self.epoch.elapsed().as_nanos() as u64).max(1)
+    }
+
+    /// `Connection::interrupt`: abort the job running now, if any. Targeting the job by id
+    /// (rather than `sqlite3_interrupt`, whose flag outlives the statement while another
+    /// statement of the connection — an open cursor — is active) affects nothing else.
+    pub(crate) fn interrupt_current(&self) {
+        let cur = self.current_job.load(Ordering::Acquire);
+        if cur != 0 {
+            self.interrupt_job.store(cur, Ordering::Release);
+        }
     }
 
     /// The future waiting for job `id` was dropped: abort it if it is running (and safe).
@@ -345,8 +361,16 @@ impl Ctx {
 
     /// The progress handler body: `true` aborts the statement with `SQLITE_INTERRUPT`.
     fn on_progress(&self) -> bool {
+        if crate::stmt::stepping_has_halted() {
+            // The statement's work is done (see `stepping_has_halted`): never turn it into an
+            // error.
+            return false;
+        }
         let cur = self.current_job.load(Ordering::Relaxed);
-        if cur != 0 && self.cancel_job.load(Ordering::Relaxed) == cur && self.cancellable.load(Ordering::Relaxed) {
+        if cur != 0
+            && (self.interrupt_job.load(Ordering::Relaxed) == cur
+                || (self.cancel_job.load(Ordering::Relaxed) == cur && self.cancellable.load(Ordering::Relaxed)))
+        {
             return true;
         }
         let deadline = self.deadline.load(Ordering::Relaxed);
@@ -442,7 +466,9 @@ impl ConnState {
                 other => other,
             }
         })?;
-        conn.busy_timeout(opts.busy_timeout).map_err(Error::from_rusqlite)?;
+        // SQLite takes the timeout in milliseconds as a C int.
+        let busy_timeout = opts.busy_timeout.min(Duration::from_millis(i32::MAX as u64));
+        conn.busy_timeout(busy_timeout).map_err(Error::from_rusqlite)?;
         let handler_ctx = Arc::clone(&ctx);
         conn.progress_handler(PROGRESS_PERIOD as i32, Some(move || handler_ctx.on_progress()))
             .map_err(Error::from_rusqlite)?;
@@ -456,7 +482,7 @@ impl ConnState {
             db,
             isolation: opts.isolation_level,
             statement_timeout: opts.statement_timeout,
-            busy_timeout: opts.busy_timeout,
+            busy_timeout,
             reject_writes: opts.reject_writes,
             ctx,
             backups: HashMap::new(),
@@ -571,6 +597,25 @@ impl ConnState {
         Ok(())
     }
 
+    /// A statement may have changed the busy timeout (`PRAGMA busy_timeout = …`): remember the
+    /// connection's value, which inline reads restore after running with none.
+    fn track_busy_timeout(&mut self, text: &str) {
+        let pragma = sql::skip_trivia(text)
+            .get(..6)
+            .is_some_and(|w| w.eq_ignore_ascii_case("pragma"));
+        if pragma && text.to_ascii_lowercase().contains("busy_timeout") {
+            self.refresh_busy_timeout();
+        }
+    }
+
+    fn refresh_busy_timeout(&mut self) {
+        if let Ok(Some(Some(ms))) = self.with_stmt("PRAGMA busy_timeout", |st, _, _| {
+            Ok(if st.step()? { st.value(0)?.as_i64() } else { None })
+        }) {
+            self.busy_timeout = Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+        }
+    }
+
     /// Run a fixed statement (BEGIN, COMMIT, …).
     fn simple(&mut self, text: &str) -> Result<()> {
         self.with_stmt(text, |st, _, _| st.run()).map(drop)
@@ -639,7 +684,7 @@ impl ConnState {
                 Ok(v) => v,
                 Err(e) => {
                     self.ctx.disarm();
-                    return Err(self.fail(e, rest));
+                    return Err(self.fail(e, crate::stmt::first_statement(rest)));
                 }
             };
             let stmt_text = &rest[..consumed];
@@ -854,6 +899,8 @@ impl ConnState {
             self.cache.clear();
             self.db = db;
         }
+        // The closure may have changed the busy timeout.
+        self.refresh_busy_timeout();
         match r {
             Ok(v) => Ok(v),
             Err(payload) => {
@@ -881,16 +928,41 @@ impl ConnState {
 
 impl Backend for ConnState {
     fn execute(&mut self, sql: &str, params: &ParamValues) -> Result<ExecResult> {
-        ConnState::execute(self, sql, params)
+        let r = ConnState::execute(self, sql, params);
+        self.track_busy_timeout(sql);
+        r
+    }
+    fn execute_insert(&mut self, sql: &str, params: &ParamValues) -> Result<Option<i64>> {
+        // Whether a row was inserted shows only in last_insert_rowid changing: an upsert that
+        // took its DO UPDATE path changes a row without inserting one. Set a sentinel, run,
+        // and put the old value back when nothing was inserted.
+        let db = self.db;
+        // SAFETY: `db` is the open handle owned by `conn`; we hold the connection lock.
+        let before = unsafe { ffi::sqlite3_last_insert_rowid(db) };
+        // SAFETY: as above.
+        unsafe { ffi::sqlite3_set_last_insert_rowid(db, i64::MIN) };
+        let r = ConnState::execute(self, sql, params);
+        // SAFETY: as above.
+        let after = unsafe { ffi::sqlite3_last_insert_rowid(db) };
+        if after == i64::MIN {
+            // SAFETY: as above.
+            unsafe { ffi::sqlite3_set_last_insert_rowid(db, before) };
+        }
+        r?;
+        Ok((after != i64::MIN).then_some(after))
     }
     fn execute_many(&mut self, sql: &str, rows: &[ParamValues]) -> Result<u64> {
         ConnState::execute_many(self, sql, rows)
     }
     fn script(&mut self, sql: &str) -> Result<()> {
-        ConnState::script(self, sql)
+        let r = ConnState::script(self, sql);
+        self.track_busy_timeout(sql);
+        r
     }
     fn fetch(&mut self, sql: &str, params: &ParamValues, kind: FetchKind) -> Result<Reply> {
-        ConnState::fetch(self, sql, params, kind)
+        let r = ConnState::fetch(self, sql, params, kind);
+        self.track_busy_timeout(sql);
+        r
     }
     fn query(&mut self, cursor: u64, sql: &str, params: ParamValues, chunk: usize) -> Result<CursorChunk> {
         ConnState::query(self, cursor, sql, params, chunk)
@@ -925,6 +997,11 @@ impl Backend for ConnState {
 pub(crate) trait Backend: Send {
     /// One statement, to completion.
     fn execute(&mut self, sql: &str, params: &ParamValues) -> Result<ExecResult>;
+    /// One statement; the rowid of the row it inserted, `None` when it inserted none.
+    fn execute_insert(&mut self, sql: &str, params: &ParamValues) -> Result<Option<i64>> {
+        let r = self.execute(sql, params)?;
+        Ok((r.changes > 0 && sql::verb(sql) == Verb::Insert).then_some(r.last_insert_rowid))
+    }
     /// One statement per parameter set; total changes.
     fn execute_many(&mut self, sql: &str, rows: &[ParamValues]) -> Result<u64>;
     /// Any number of statements.
@@ -1053,6 +1130,9 @@ impl Engine {
         let b = &mut *self.backend;
         match op {
             Op::Execute { sql, params } => b.execute(&sql, &params).map(Reply::Exec),
+            Op::ExecuteInsert { sql, params } => b
+                .execute_insert(&sql, &params)
+                .map(|id| Reply::Scalar(id.map(Value::Integer))),
             Op::ExecuteMany { sql, rows } => b.execute_many(&sql, &rows).map(Reply::Changes),
             Op::Script { sql } => b.script(&sql).map(|()| Reply::Unit),
             Op::FetchAll { sql, params } => b.fetch(&sql, &params, FetchKind::All),
@@ -1212,8 +1292,29 @@ pub(crate) fn spawn(opts: ConnectOptions, shared: Arc<Shared>) -> Result<Arc<Slo
 
 fn worker_main(shared: &Arc<Shared>, opts: &ConnectOptions, opened: &Slot) {
     shared.queue.set_thread();
+    let body = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| worker_body(shared, opts, opened)));
+    if let Err(payload) = body {
+        // A bug in the worker, or a panic in code it called outside the places that catch
+        // them: fail everything that waits (commands dropped in the unwind answer
+        // `Err(Closed)` by themselves) and close the database.
+        let message = panic_message(payload.as_ref());
+        tracing::error!("aiolite: the worker of {} panicked: {message}", shared.path);
+        if !opened.is_ready() {
+            opened.complete(Err(Error::Panicked { message }));
+        }
+        for job in shared.queue.shut() {
+            shared.queue.finished();
+            job.reply.send(Err(Error::Closed));
+        }
+        let engine = shared.lock_conn().take();
+        drop(engine);
+        shared.in_tx.store(false, Ordering::Release);
+    }
+}
+
+fn worker_body(shared: &Arc<Shared>, opts: &ConnectOptions, opened: &Slot) {
     let opened_backend = open_backend(opts, &shared.ctx);
-    let mut engine = match opened_backend {
+    let engine = match opened_backend {
         Ok(b) => Engine::new(b),
         Err(e) => {
             for job in shared.queue.shut() {
@@ -1224,9 +1325,6 @@ fn worker_main(shared: &Arc<Shared>, opts: &ConnectOptions, opened: &Slot) {
             return;
         }
     };
-    if let Some(local) = engine.local() {
-        let _ = shared.interrupt.set(local.conn.get_interrupt_handle());
-    }
     shared.publish(&*engine.backend);
     *shared.lock_conn() = Some(engine);
     opened.complete(Ok(Reply::Unit));
@@ -1307,6 +1405,8 @@ fn worker_main(shared: &Arc<Shared>, opts: &ConnectOptions, opened: &Slot) {
     }
     let engine = shared.lock_conn().take();
     let result = engine.map_or(Ok(()), |e| e.backend.close());
+    // Closing rolled back whatever was open.
+    shared.in_tx.store(false, Ordering::Release);
     for job in shared.queue.shut() {
         shared.queue.finished();
         job.reply.send(Err(Error::Closed));

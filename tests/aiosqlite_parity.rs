@@ -605,7 +605,10 @@ fn test_close_blocking_until_transactions_queue_empty() {
     common::on_all_runtimes(|| {
         let path = path.clone();
         async move {
+            // WAL without fsync per commit: the test is about ordering, not durability.
             let db = ConnectOptions::new(&path)
+                .recommended_pragmas()
+                .pragma("synchronous", "OFF")
                 .worker_spin(Duration::ZERO)
                 .open()
                 .await

@@ -278,7 +278,6 @@ fn close_right_after_a_command_returns_ok() {
 }
 
 #[test]
-#[ignore = "BUG: in_transaction() still reports true after close() rolled the transaction back (state not republished)"]
 fn in_transaction_is_false_after_close() {
     on_all_runtimes(|| async {
         let db = ConnectOptions::new(":memory:")
@@ -627,7 +626,6 @@ fn interrupt_when_idle_is_a_no_op() {
 }
 
 #[test]
-#[ignore = "BUG: interrupt() while idle with an open (unfinished) cursor poisons later statements with SQLITE_INTERRUPT"]
 fn interrupt_when_idle_with_an_open_cursor_is_a_no_op() {
     on_all_runtimes(|| async {
         let db = ConnectOptions::new(":memory:").iter_chunk_size(2).open().await.unwrap();

@@ -442,7 +442,6 @@ fn a_file_that_is_not_a_database_is_an_error_not_a_panic() {
 }
 
 #[test]
-#[ignore = "BUG: inline reads restore busy_timeout to the ConnectOptions value, clobbering a PRAGMA busy_timeout set later"]
 fn busy_timeout_set_by_pragma_survives_reads() {
     on_all_runtimes(|| async {
         let db = aiolite::connect(":memory:").await.unwrap();
@@ -489,7 +488,6 @@ fn an_empty_path_opens_a_private_temporary_database() {
 }
 
 #[test]
-#[ignore = "BUG: busy_timeout above ~24.8 days (e.g. Duration::MAX) panics the worker thread (rusqlite's \"too big\") and open() hangs forever"]
 fn a_huge_busy_timeout_does_not_hang_open() {
     on_all_runtimes(|| async {
         for timeout in [Duration::MAX, Duration::from_secs(30 * 86_400)] {

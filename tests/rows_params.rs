@@ -451,7 +451,6 @@ fn type_mismatch_is_column_type_naming_the_column() {
 }
 
 #[test]
-#[ignore = "BUG: Error::ColumnType/OutOfRange `column` field holds the name wrapped in quotes (\"\\\"name\\\"\"), unlike ColumnNotFound"]
 fn column_type_error_field_is_the_bare_column_name() {
     on_all_runtimes(|| async {
         let db = mem().await;

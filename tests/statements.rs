@@ -135,7 +135,6 @@ fn execute_insert_returns_rowid_only_when_a_row_was_inserted() {
 }
 
 #[test]
-#[ignore = "BUG: execute_insert returns a stale rowid for an upsert that took the DO UPDATE path (no row inserted)"]
 fn execute_insert_upsert_that_updates_is_not_a_stale_rowid() {
     on_all_runtimes(|| async {
         let db = mem().await;
@@ -493,7 +492,6 @@ struct WithBlob {
 }
 
 #[test]
-#[ignore = "BUG: fetch_*_as cannot deserialize a BLOB column into a Vec<u8> field (deserialize_seq is forwarded to visit_byte_buf)"]
 fn fetch_as_blob_into_vec_u8() {
     on_all_runtimes(|| async {
         let db = aiolite::connect(":memory:").await.unwrap();
@@ -638,7 +636,6 @@ fn cached_statements_follow_schema_changes() {
 }
 
 #[test]
-#[ignore = "BUG: a statement of execute_script that fails to prepare reports the rest of the script as err.sql(), not the failing statement"]
 fn execute_script_error_names_only_the_failing_statement() {
     on_all_runtimes(|| async {
         let db = aiolite::connect(":memory:").await.unwrap();

@@ -232,3 +232,53 @@ fn stress_pool() {
         pool.close().await.unwrap();
     });
 }
+
+/// SQLite calls the progress handler one last time after a statement has halted (an
+/// autocommit write is committed by then): an abort there must not turn finished work into
+/// an error. With a statement timeout that has always already passed, every execution that
+/// reaches the handler is aborted — unless it has already completed; either way the reported
+/// outcome must match the table.
+#[test]
+fn timeouts_never_report_completed_writes_as_failed() {
+    common::on_all_runtimes(|| async {
+        let (_dir, path) = common::temp_db();
+        let db = ConnectOptions::new(&path)
+            .recommended_pragmas()
+            .statement_timeout(Duration::from_nanos(1))
+            .open()
+            .await
+            .unwrap();
+        let check = aiolite::connect(&path).await.unwrap();
+        check
+            .execute("CREATE TABLE w(i INTEGER PRIMARY KEY)", ())
+            .await
+            .unwrap();
+        let mut ok = Vec::new();
+        let mut timed_out = 0;
+        for i in 0..2000_i64 {
+            // A write of a few hundred VM steps: the progress handler runs in the middle of
+            // some executions and after the halt of others.
+            let r = if i % 2 == 0 {
+                db.execute("INSERT INTO w(i) VALUES (?)", [i]).await
+            } else {
+                let write = "INSERT INTO w(i) WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c LIMIT ?2) \
+                             SELECT ?1 FROM c WHERE n = ?2";
+                db.execute(write, [i, 1 + i % 37]).await
+            };
+            match r {
+                Ok(_) => ok.push(i),
+                Err(Error::StatementTimeout { .. }) => timed_out += 1,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        let rows: Vec<(i64,)> = check.fetch_all_as("SELECT i FROM w ORDER BY i", ()).await.unwrap();
+        let rows: Vec<i64> = rows.into_iter().map(|(i,)| i).collect();
+        assert_eq!(
+            (rows.len(), ok.len()),
+            (ok.len(), ok.len()),
+            "writes reported as timed out were committed ({timed_out} timed out)"
+        );
+        assert_eq!(rows, ok);
+        assert!(timed_out > 0, "the timeout never fired");
+    });
+}

@@ -629,7 +629,6 @@ fn transaction_handles_fail_after_close() {
 }
 
 #[test]
-#[ignore = "BUG: a cursor opened on clone B keeps reading while clone A's transaction is open and sees A's uncommitted (later rolled back) rows"]
 fn a_cursor_from_another_clone_does_not_read_inside_a_transaction() {
     on_all_runtimes(|| async {
         let db = ConnectOptions::new(":memory:").iter_chunk_size(2).open().await.unwrap();
