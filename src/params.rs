@@ -73,6 +73,13 @@ impl<T: ToValue> Params for &[T] {
     }
 }
 
+impl<T: ToValue> sealed::Sealed for &Vec<T> {}
+impl<T: ToValue> Params for &Vec<T> {
+    fn into_values(self) -> ParamValues {
+        ParamValues::Positional(self.iter().map(ToValue::to_value).collect())
+    }
+}
+
 impl<T: ToValue> sealed::Sealed for Vec<T> {}
 impl<T: ToValue> Params for Vec<T> {
     fn into_values(self) -> ParamValues {

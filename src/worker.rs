@@ -497,6 +497,21 @@ impl ConnState {
 
     fn apply_pragma(&mut self, name: &str, value: &str) -> Result<()> {
         options::check_pragma_name(name)?;
+        // A misspelt pragma is a silent no-op in SQLite: refuse names it does not know.
+        let base = name.rsplit('.').next().unwrap_or(name);
+        let known: bool = self
+            .conn
+            .query_row(
+                "SELECT count(*) > 0 FROM pragma_pragma_list WHERE name = ?1 COLLATE NOCASE",
+                [base],
+                |r| r.get(0),
+            )
+            .map_err(Error::from_rusqlite)?;
+        if !known {
+            return Err(Error::InvalidArgument {
+                message: format!("unknown pragma {name:?}"),
+            });
+        }
         let set = format!("PRAGMA {name} = {}", options::pragma_value_sql(value));
         let first = |conn: &rusqlite::Connection, text: &str| -> Result<Option<String>> {
             let mut st = conn.prepare(text).map_err(|e| Error::from_rusqlite(e).with_sql(text))?;
@@ -898,6 +913,12 @@ impl ConnState {
             self.cursors.clear();
             self.cache.clear();
             self.db = db;
+            // Cancellation, interrupts and timeouts run through the progress handler: give the
+            // new connection ours.
+            let ctx = Arc::clone(&self.ctx);
+            let _ = self
+                .conn
+                .progress_handler(PROGRESS_PERIOD as i32, Some(move || ctx.on_progress()));
         }
         // The closure may have changed the busy timeout.
         self.refresh_busy_timeout();

@@ -234,3 +234,53 @@ fn backup_into_a_busy_target_fails_cleanly() {
         ));
     });
 }
+
+#[test]
+fn unknown_pragmas_are_refused_at_open() {
+    common::on_all_runtimes(|| async {
+        let e = ConnectOptions::new(":memory:")
+            .pragma("foreign_key", "ON") // misspelt: SQLite would ignore it silently
+            .open()
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument { .. }), "{e}");
+        assert!(e.to_string().contains("foreign_key"), "{e}");
+        ConnectOptions::new(":memory:")
+            .pragma("main.foreign_keys", "ON")
+            .open()
+            .await
+            .unwrap();
+    });
+}
+
+#[test]
+fn a_vec_of_values_by_reference_is_params() {
+    common::on_all_runtimes(|| async {
+        let db = connect(":memory:").await.unwrap();
+        let v = vec![Value::Integer(1), Value::Text("x".into())];
+        let row = db.fetch_one("SELECT ?, ?", &v).await.unwrap().unwrap();
+        assert_eq!(row.values(), &v[..]);
+        assert_eq!(v.len(), 2); // still usable
+    });
+}
+
+#[test]
+fn a_connection_replaced_inside_call_keeps_timeouts() {
+    common::on_all_runtimes(|| async {
+        let db = ConnectOptions::new(":memory:")
+            .statement_timeout(std::time::Duration::from_millis(50))
+            .open()
+            .await
+            .unwrap();
+        db.call(|c| {
+            *c = aiolite::rusqlite::Connection::open_in_memory()?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+        let slow = "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n+1 FROM c) SELECT count(*) FROM c";
+        let e = db.fetch_scalar::<i64>(slow, ()).await.unwrap_err();
+        assert!(matches!(e, Error::StatementTimeout { .. }), "{e}");
+        assert_eq!(db.fetch_scalar::<i64>("SELECT 1", ()).await.unwrap(), Some(1));
+    });
+}
