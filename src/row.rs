@@ -50,11 +50,19 @@ pub(crate) type Columns = Arc<[Column]>;
 #[derive(Clone, PartialEq)]
 pub struct Row {
     columns: Columns,
-    values: Box<[Value]>,
+    values: RowValues,
 }
 
+/// A row's values: up to four columns inline, without an allocation of their own.
+pub(crate) type RowValues = smallvec::SmallVec<[Value; 4]>;
+
 impl Row {
+    #[cfg_attr(not(any(test, feature = "dqlite")), allow(dead_code))]
     pub(crate) fn new(columns: Columns, values: Box<[Value]>) -> Self {
+        Row::from_values(columns, RowValues::from_vec(values.into_vec()))
+    }
+
+    pub(crate) fn from_values(columns: Columns, values: RowValues) -> Self {
         debug_assert_eq!(columns.len(), values.len());
         Row { columns, values }
     }

@@ -397,11 +397,11 @@ impl Stmt {
     #[inline]
     pub(crate) fn row(&self) -> Result<Row> {
         let n = self.columns.len();
-        let mut values = Vec::with_capacity(n);
+        let mut values = crate::row::RowValues::with_capacity(n);
         for i in 0..n {
             values.push(self.value(i)?);
         }
-        Ok(Row::new(Arc::clone(&self.columns), values.into_boxed_slice()))
+        Ok(Row::from_values(Arc::clone(&self.columns), values))
     }
 
     /// Reset for the next execution and clear the bindings (invariant 3).
