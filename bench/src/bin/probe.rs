@@ -92,11 +92,14 @@ fn main() {
                 .build()
                 .unwrap();
             rt.block_on(async {
-                let db = aiolite::ConnectOptions::new(path)
-                    .recommended_pragmas()
-                    .open()
-                    .await
-                    .unwrap();
+                let mut opts = aiolite::ConnectOptions::new(path).recommended_pragmas();
+                if std::env::var_os("PROBE_NOSPIN").is_some() {
+                    // Spinning burns instructions while waiting; count only the work.
+                    opts = opts
+                        .worker_spin(std::time::Duration::ZERO)
+                        .wait_spin(std::time::Duration::ZERO);
+                }
+                let db = opts.open().await.unwrap();
                 match workload.as_str() {
                     "point_select" => {
                         for i in 0..ops {
