@@ -123,16 +123,7 @@ impl Blob {
         let Some((slot, _)) = self.inflight.as_ref() else {
             return Poll::Ready(Ok(Box::new(())));
         };
-        let outcome = match slot.try_take() {
-            Some(o) => o,
-            None => {
-                slot.register(cx);
-                match slot.try_take() {
-                    Some(o) => o,
-                    None => return Poll::Pending,
-                }
-            }
-        };
+        let outcome = std::task::ready!(slot.poll(cx));
         self.inflight = None;
         Poll::Ready(match outcome {
             Ok(Reply::Any(b)) => Ok(b),

@@ -126,16 +126,7 @@ impl Cursor {
                 // The rows ran out, or a request for more failed: say why, once.
                 return Poll::Ready(self.pending_error.take().map(Err));
             };
-            let outcome = match slot.try_take() {
-                Some(o) => o,
-                None => {
-                    slot.register(cx);
-                    match slot.try_take() {
-                        Some(o) => o,
-                        None => return Poll::Pending,
-                    }
-                }
-            };
+            let outcome = std::task::ready!(slot.poll(cx));
             self.inflight = None;
             match outcome {
                 Ok(Reply::Chunk(chunk)) => self.accept_rows(chunk.rows, chunk.done),
@@ -189,15 +180,8 @@ impl Cursor {
         let mut out: Vec<Row> = self.buf.drain(..).collect();
         // Wait for the read-ahead, then ask for everything else at once.
         if self.inflight.is_some() {
-            let chunk_done = futures_util::future::poll_fn(|cx| {
-                let slot = self.inflight.as_ref().expect("in flight");
-                if let Some(o) = slot.try_take() {
-                    return Poll::Ready(o);
-                }
-                slot.register(cx);
-                slot.try_take().map_or(Poll::Pending, Poll::Ready)
-            })
-            .await;
+            let chunk_done =
+                futures_util::future::poll_fn(|cx| self.inflight.as_ref().expect("in flight").poll(cx)).await;
             self.inflight = None;
             match chunk_done {
                 Ok(Reply::Chunk(c)) => {

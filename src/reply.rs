@@ -61,6 +61,15 @@ impl Slot {
     pub(crate) fn register(&self, cx: &Context<'_>) {
         self.waker.register(cx.waker());
     }
+
+    /// The outcome when it is there; otherwise register the task to be woken for it.
+    pub(crate) fn poll(&self, cx: &Context<'_>) -> Poll<Outcome> {
+        if let Some(o) = self.try_take() {
+            return Poll::Ready(o);
+        }
+        self.register(cx);
+        self.try_take().map_or(Poll::Pending, Poll::Ready)
+    }
 }
 
 /// A reply sink: receives the outcome of one command, on the worker thread.
@@ -173,12 +182,9 @@ impl Future for WaitReply<'_> {
                 return Poll::Ready(v);
             }
         }
-        self.slot.register(cx);
-        if let Some(v) = self.slot.try_take() {
-            self.done = true;
-            return Poll::Ready(v);
-        }
-        Poll::Pending
+        let r = self.slot.poll(cx);
+        self.done = r.is_ready();
+        r
     }
 }
 
