@@ -38,6 +38,8 @@
 //! - `load-extension`: `Connection::enable_load_extension` / `load_extension` (off by default).
 //! - `axum`: [`Error`] as an axum response (409 / 400 / 404 / 503 / 500 with a JSON body that
 //!   never carries SQL) and the [`axum::Tx`] per-request transaction extractor.
+//! - `dqlite`: the same API on a replicated [dqlite](https://dqlite.io) cluster,
+//!   `connect("dqlite://host:port,…/db")`, through a pure-Rust client (see [`dqlite`]).
 //!
 //! # Design
 //!
@@ -107,7 +109,7 @@ pub mod crud;
 mod cursor;
 mod de;
 #[cfg(feature = "dqlite")]
-mod dqlite;
+pub mod dqlite;
 mod dump;
 mod error;
 mod executor;

@@ -57,7 +57,7 @@ pub struct Row {
 pub(crate) type RowValues = smallvec::SmallVec<[Value; 4]>;
 
 impl Row {
-    #[cfg_attr(not(any(test, feature = "dqlite")), allow(dead_code))]
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn new(columns: Columns, values: Box<[Value]>) -> Self {
         Row::from_values(columns, RowValues::from_vec(values.into_vec()))
     }
