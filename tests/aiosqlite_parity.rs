@@ -615,18 +615,22 @@ fn test_close_blocking_until_transactions_queue_empty() {
                 .unwrap();
             db.execute("CREATE TABLE IF NOT EXISTS t(x)", ()).await.unwrap();
             db.execute("DELETE FROM t", ()).await.unwrap();
-            let mut pending: futures::stream::FuturesUnordered<_> =
-                (0..1000).map(|i| db.execute("INSERT INTO t VALUES (?)", [i])).collect();
-            // One poll of the set submits every statement; none has finished yet or only a few.
-            let first = futures::poll!(pending.next());
-            assert!(db.pending() > 0 || matches!(first, std::task::Poll::Ready(_)));
-            let (closed, results) = futures::join!(db.close(), pending.collect::<Vec<_>>());
+            let mut pending: Vec<_> = (0..1000)
+                .map(|i| Box::pin(db.execute("INSERT INTO t VALUES (?)", [i])))
+                .collect();
+            // Poll each once: that submits every statement (the queue holds 1024).
+            let mut done_early = 0;
+            for f in &mut pending {
+                if futures::poll!(f.as_mut()).is_ready() {
+                    done_early += 1;
+                }
+            }
+            assert!(db.pending() + done_early > 0);
+            // close() queued now runs after all of them, and waits for them.
+            let (closed, results) = futures::join!(db.close(), futures::future::join_all(pending));
             closed.unwrap();
-            assert_eq!(
-                results.len() + usize::from(matches!(first, std::task::Poll::Ready(Some(_)))),
-                1000
-            );
-            assert!(results.iter().all(Result::is_ok));
+            assert_eq!(results.len(), 1000);
+            assert!(results.iter().all(Result::is_ok), "a queued statement did not run");
             let db = connect(&path).await.unwrap();
             assert_eq!(
                 db.fetch_scalar::<i64>("SELECT count(*) FROM t", ()).await.unwrap(),
