@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 
 use aiolite::{Connection, Error, Value};
 use futures::executor::block_on;
-use libfuzzer_sys::arbitrary::{self, Arbitrary};
+use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Arbitrary, Debug)]
