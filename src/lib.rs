@@ -70,10 +70,13 @@
 //! never runs. Dropping it while the command runs aborts the statement through SQLite's
 //! progress handler when that is harmless (a read-only statement, or no explicit transaction
 //! open); a write inside a transaction runs to completion, because interrupting it could roll
-//! back the whole transaction behind its owner's back. [`Connection::interrupt`] interrupts the
-//! running statement at once from any thread, and
-//! [`statement_timeout`](ConnectOptions::statement_timeout) interrupts statements that run too
-//! long, both without a timer thread.
+//! back the whole transaction behind its owner's back. [`Connection::interrupt`] (from any
+//! thread) and [`statement_timeout`](ConnectOptions::statement_timeout) abort the running
+//! command through the same handler, targeted by command id, so they never touch the next
+//! command or an open cursor's statement, and without a timer thread. SQLite calls the
+//! handler one last time after a statement has already finished (an autocommit write is
+//! committed by then); the handler never aborts there, so no completed work is reported as
+//! interrupted.
 //!
 //! **Transactions.** [`Connection::transaction`] returns a [`Transaction`] guard; while it is
 //! open, commands from other handles are held back by the worker (in order) until it ends, so
@@ -89,12 +92,23 @@
 //! ([`ConnectOptions::inline_reads`]), aborted and re-queued to the worker if they exceed a
 //! 50 µs budget, so the executor is never held longer than that.
 //!
+//! **Backends.** The worker runs commands against a backend: local SQLite, or (feature
+//! `dqlite`) a remote dqlite cluster over its wire protocol. The transaction gate,
+//! cancellation of queued work and the reply paths belong to the worker, so every backend
+//! gets them; features that need a local SQLite handle (`call`, hooks, blobs, backups, the
+//! CRUD helpers' schema lookups) return [`Error::Unsupported`] on a remote one.
+//!
 //! **Lifecycle.** [`Connection::close`] runs everything queued before it, rolls back an open
 //! transaction, closes SQLite and ends the thread; later calls fail with [`Error::Closed`].
 //! Dropping the last handle (clones, transactions and cursors count) does the same in the
 //! background. A panic in user code run by the worker ([`call`](Connection::call) closures,
-//! callbacks) is caught and reported as [`Error::Panicked`]; the connection stays usable.
-//! Worker threads never keep a process alive at exit.
+//! callbacks) is caught and reported as [`Error::Panicked`]; the connection stays usable. A
+//! panic in the worker itself fails every waiting call instead of leaving it hanging. Worker
+//! threads never keep a process alive at exit.
+//!
+//! **Notes.** The bundled SQLite enforces foreign keys by default (`SQLITE_DEFAULT_FOREIGN_KEYS=1`;
+//! Python's `sqlite3` does not). `fetch_*_as` matches struct fields to column names exactly,
+//! while [`Row::get`] ignores ASCII case.
 
 #![forbid(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
