@@ -11,6 +11,11 @@
 //! connection, and wait behind an open [`Transaction`](crate::Transaction) of another handle
 //! like any statement.
 //!
+//! [`Command::cursor_execute`] and its `_many` / `_script` forms serve DB-API front ends (the
+//! Python package `aiolite`): one statement's first rows together with its change count and
+//! last insert rowid, after an optional [`Prelude`] (Python's implicit `BEGIN` / `COMMIT`),
+//! all in one command.
+//!
 //! ```
 //! # futures::executor::block_on(async {
 //! use std::sync::mpsc;
@@ -33,9 +38,10 @@ use std::fmt;
 
 use crate::connection::Connection;
 use crate::error::Result;
-use crate::params::Params;
+use crate::options::TransactionBehavior;
+use crate::params::{ParamValues, Params};
 use crate::reply::ReplyTo;
-use crate::worker::{Job, Op};
+use crate::worker::{Backend, ConnState, Job, Op};
 
 pub use crate::worker::{CursorChunk, Reply};
 
@@ -177,6 +183,130 @@ impl Command {
         Command {
             op: Op::Call(Box::new(f)),
         }
+    }
+}
+
+/// Transaction control that a DB-API front end runs before a statement, in the same command
+/// (nothing else runs in between): Python `sqlite3`'s legacy implicit transactions. The front
+/// end decides per statement (Python begins before `INSERT`/`UPDATE`/`DELETE`/`REPLACE` when
+/// an `isolation_level` is set, and commits before `executescript`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Prelude {
+    /// `BEGIN <behavior>` when no transaction is open.
+    Begin(TransactionBehavior),
+    /// `COMMIT` when a transaction is open.
+    Commit,
+}
+
+/// What a [`Command::cursor_execute`] (and its `_many` / `_script` forms) did: the reply of a
+/// DB-API cursor, which needs the rows *and* `rowcount` / `lastrowid` of one statement.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Executed {
+    /// The first rows (a statement that returns none: empty and `done`). Unless `done`, the
+    /// statement stays open under the cursor id given, as after [`Command::query`].
+    pub chunk: CursorChunk,
+    /// Rows inserted, updated or deleted by the statement itself (`execute_many`: by all of
+    /// them; a script: `0`), as [`ExecResult::changes`](crate::ExecResult::changes).
+    pub changes: u64,
+    /// `sqlite3_last_insert_rowid()` afterwards.
+    pub last_insert_rowid: i64,
+}
+
+fn prelude(st: &mut ConnState, prelude: Option<Prelude>) -> Result<()> {
+    match prelude {
+        Some(Prelude::Begin(b)) if Backend::autocommit(st) => Backend::simple(st, b.begin_sql()),
+        Some(Prelude::Commit) if !Backend::autocommit(st) => Backend::simple(st, "COMMIT"),
+        _ => Ok(()),
+    }
+}
+
+/// What a DB-API command body reports: its rows, and its row count when it knows it better
+/// than `sqlite3_changes` (`execute_many`'s total).
+type Body = Box<dyn FnOnce(&mut ConnState) -> Result<(CursorChunk, Option<u64>)> + Send>;
+
+/// Run `body` after `p`, and report what it changed.
+fn dbapi(p: Option<Prelude>, body: Body) -> Command {
+    Command {
+        op: Op::Internal(Box::new(move |st| {
+            prelude(st, p)?;
+            let before = Backend::total_changes(st);
+            let (chunk, counted) = body(st)?;
+            let changes = match counted {
+                Some(n) => n,
+                None if Backend::total_changes(st) != before => st.conn().changes(),
+                None => 0,
+            };
+            let last_insert_rowid = st.conn().last_insert_rowid();
+            Ok(Box::new(Executed {
+                chunk,
+                changes,
+                last_insert_rowid,
+            }) as Box<dyn Any + Send>)
+        })),
+    }
+}
+
+fn no_rows() -> CursorChunk {
+    CursorChunk {
+        columns: std::sync::Arc::from(Vec::new()),
+        rows: Vec::new(),
+        done: true,
+    }
+}
+
+/// Commands for DB-API (PEP 249) front ends such as the Python package: a cursor's `execute`
+/// needs the first rows, `rowcount` and `lastrowid` of one statement from one round trip, and
+/// Python's implicit transactions need a conditional `BEGIN`/`COMMIT` in the same command
+/// (so nothing runs in between, and a failed `BEGIN` stops the statement). They run on local
+/// SQLite connections only ([`Error::Unsupported`](crate::Error::Unsupported) elsewhere).
+impl Command {
+    /// Run one statement like [`Command::query`] (under the caller-chosen id `cursor`, first
+    /// `chunk` rows), after `prelude` → [`Reply::Any`] holding an [`Executed`]. A statement
+    /// that returns no rows runs to completion and answers an empty, `done` chunk.
+    pub fn cursor_execute(
+        cursor: u64,
+        sql: impl Into<Box<str>>,
+        params: impl Params,
+        chunk: usize,
+        prelude: Option<Prelude>,
+    ) -> Command {
+        let sql: Box<str> = sql.into();
+        let params = params.into_values();
+        let chunk = chunk.max(1);
+        dbapi(
+            prelude,
+            Box::new(move |st| Ok((Backend::query(st, cursor, &sql, params, chunk)?, None))),
+        )
+    }
+
+    /// `execute_many` after `prelude` → [`Reply::Any`] holding an [`Executed`] (no rows;
+    /// `changes` is the total of all parameter sets).
+    pub fn cursor_execute_many<I>(sql: impl Into<Box<str>>, rows: I, prelude: Option<Prelude>) -> Command
+    where
+        I: IntoIterator,
+        I::Item: Params,
+    {
+        let sql: Box<str> = sql.into();
+        let rows: Vec<ParamValues> = rows.into_iter().map(Params::into_values).collect();
+        dbapi(
+            prelude,
+            Box::new(move |st| Ok((no_rows(), Some(Backend::execute_many(st, &sql, &rows)?)))),
+        )
+    }
+
+    /// `execute_script` after `prelude` → [`Reply::Any`] holding an [`Executed`] (no rows,
+    /// `changes` 0).
+    pub fn cursor_execute_script(sql: impl Into<Box<str>>, prelude: Option<Prelude>) -> Command {
+        let sql: Box<str> = sql.into();
+        dbapi(
+            prelude,
+            Box::new(move |st| {
+                Backend::script(st, &sql)?;
+                Ok((no_rows(), Some(0)))
+            }),
+        )
     }
 }
 

@@ -255,3 +255,148 @@ fn raw_and_async_commands_share_one_order() {
         .collect();
     assert_eq!(xs, (0..100).collect::<Vec<_>>());
 }
+
+/// The `Executed` inside a DB-API command's reply.
+fn executed(r: aiolite::Result<Reply>) -> aiolite::raw::Executed {
+    match r {
+        Ok(Reply::Any(b)) => *b.downcast::<aiolite::raw::Executed>().expect("an Executed"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn dbapi_commands_report_rows_changes_and_lastrowid() {
+    use aiolite::TransactionBehavior;
+    use aiolite::raw::Prelude;
+
+    let db = open(ConnectOptions::new(":memory:"));
+    let id = db.new_cursor_id();
+    let ex = executed(
+        submit_wait(
+            &db,
+            Command::cursor_execute(id, "CREATE TABLE t(a INTEGER PRIMARY KEY, b)", (), 8, None),
+        )
+        .0,
+    );
+    assert!(ex.chunk.done && ex.chunk.rows.is_empty() && ex.chunk.columns.is_empty());
+    assert_eq!(ex.changes, 0);
+
+    // An implicit BEGIN before DML, in the same command.
+    let begin = Some(Prelude::Begin(TransactionBehavior::Deferred));
+    let ex = executed(
+        submit_wait(
+            &db,
+            Command::cursor_execute(
+                db.new_cursor_id(),
+                "INSERT INTO t(b) VALUES (1), (2), (3)",
+                (),
+                8,
+                begin,
+            ),
+        )
+        .0,
+    );
+    assert_eq!((ex.changes, ex.last_insert_rowid), (3, 3));
+    assert!(db.in_transaction());
+    // The prelude is a no-op inside a transaction.
+    let ex = executed(
+        submit_wait(
+            &db,
+            Command::cursor_execute(db.new_cursor_id(), "UPDATE t SET b = b + 1 WHERE a > 1", (), 8, begin),
+        )
+        .0,
+    );
+    assert_eq!(ex.changes, 2);
+    // A statement that changes nothing reports 0, not the previous statement's count.
+    let ex = executed(
+        submit_wait(
+            &db,
+            Command::cursor_execute(db.new_cursor_id(), "UPDATE t SET b = 0 WHERE a > 99", (), 8, begin),
+        )
+        .0,
+    );
+    assert_eq!(ex.changes, 0);
+
+    // Rows stream: the first chunk with the reply, the rest through cursor_next.
+    let cursor = db.new_cursor_id();
+    let ex = executed(
+        submit_wait(
+            &db,
+            Command::cursor_execute(cursor, "SELECT a, b FROM t ORDER BY a", (), 2, None),
+        )
+        .0,
+    );
+    assert_eq!(
+        (ex.chunk.rows.len(), ex.chunk.done, ex.changes, ex.last_insert_rowid),
+        (2, false, 0, 3)
+    );
+    assert_eq!(
+        ex.chunk.columns.iter().map(|c| c.name()).collect::<Vec<_>>(),
+        ["a", "b"]
+    );
+    match submit_wait(&db, Command::cursor_next(cursor, 10)).0 {
+        Ok(Reply::Chunk(c)) => assert!(c.done && c.rows.len() == 1),
+        other => panic!("{other:?}"),
+    }
+
+    // RETURNING: rows and changes together.
+    let ex = executed(
+        submit_wait(
+            &db,
+            Command::cursor_execute(
+                db.new_cursor_id(),
+                "INSERT INTO t(b) VALUES (9) RETURNING a",
+                (),
+                8,
+                begin,
+            ),
+        )
+        .0,
+    );
+    assert_eq!((ex.changes, ex.chunk.rows.len(), ex.last_insert_rowid), (1, 1, 4));
+
+    let ex = executed(
+        submit_wait(
+            &db,
+            Command::cursor_execute_many("INSERT INTO t(b) VALUES (?)", [[5], [6]], begin),
+        )
+        .0,
+    );
+    assert_eq!((ex.changes, ex.last_insert_rowid), (2, 6));
+
+    // executescript commits first.
+    assert!(db.in_transaction());
+    let ex = executed(
+        submit_wait(
+            &db,
+            Command::cursor_execute_script("SELECT 1; SELECT 2;", Some(Prelude::Commit)),
+        )
+        .0,
+    );
+    assert_eq!(ex.changes, 0);
+    assert!(!db.in_transaction());
+    assert_eq!(
+        block_on(db.fetch_scalar::<i64>("SELECT count(*) FROM t", ())).unwrap(),
+        Some(6)
+    );
+}
+
+#[test]
+fn a_failed_prelude_stops_the_statement() {
+    use aiolite::TransactionBehavior;
+    use aiolite::raw::Prelude;
+
+    let (_dir, path) = common::temp_db();
+    let a = open(ConnectOptions::new(&path));
+    let b = open(ConnectOptions::new(&path).busy_timeout(Duration::ZERO));
+    block_on(a.execute("CREATE TABLE t(x)", ())).unwrap();
+    block_on(a.execute("BEGIN IMMEDIATE", ())).unwrap();
+    let begin = Some(Prelude::Begin(TransactionBehavior::Immediate));
+    let r = submit_wait(&b, Command::cursor_execute(b.new_cursor_id(), "SELECT 1", (), 8, begin)).0;
+    assert!(matches!(&r, Err(e) if e.is_busy()), "{r:?}");
+    block_on(a.execute("ROLLBACK", ())).unwrap();
+    assert!(!b.in_transaction());
+    let ex = executed(submit_wait(&b, Command::cursor_execute(b.new_cursor_id(), "SELECT 1", (), 8, begin)).0);
+    assert_eq!(ex.chunk.rows.len(), 1);
+    assert!(b.in_transaction());
+}
