@@ -138,6 +138,7 @@ mod queue;
 pub mod raw;
 mod reply;
 mod row;
+mod spin;
 mod sql;
 mod stmt;
 mod transaction;

@@ -197,7 +197,9 @@ impl ConnectOptions {
     /// How long the worker thread spins, looking for the next command, before it parks. A
     /// parked thread takes tens of microseconds to wake on virtual machines, so a short spin
     /// makes back-to-back awaited calls several times faster, at the cost of that much CPU
-    /// after each burst. Default 50 µs; `Duration::ZERO` parks at once.
+    /// after each burst. The spin is adaptive: a few rounds of `pause`, then
+    /// `std::thread::yield_now()`, so a thread that shares the core (on a busy machine) is
+    /// not starved. Default 50 µs; `Duration::ZERO` parks at once.
     pub fn worker_spin(mut self, spin: Duration) -> Self {
         self.worker_spin = spin;
         self
@@ -205,7 +207,8 @@ impl ConnectOptions {
 
     /// Upper bound of the caller-side spin: a future waiting for its reply may spin up to this
     /// long before it yields to the executor — only when the worker was awake and recent
-    /// commands finished well within the bound, so it never spins on long statements. It
+    /// commands finished well within the bound, so it never spins on long statements. Like
+    /// [`worker_spin`](Self::worker_spin) it turns into `yield_now()` after a few rounds. It
     /// holds the executor thread for at most this long. Default 20 µs; `Duration::ZERO`
     /// disables it.
     pub fn wait_spin(mut self, spin: Duration) -> Self {

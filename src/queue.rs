@@ -3,7 +3,7 @@
 //! A `Mutex<VecDeque>` with two atomics beside it: `len`, so the worker can spin on the queue
 //! without taking the lock, and `pending`, the number of commands submitted and not yet
 //! finished (queued, deferred or running), which tells callers when the connection is idle.
-//! The worker spins for a bounded time when the queue runs dry, then parks; submitters unpark
+//! The worker spins (then yields, see `spin`) for a bounded time when the queue runs dry, then parks; submitters unpark
 //! it only when it is parked (a Dekker-style handshake on `parked` and `len`).
 
 use std::collections::VecDeque;
@@ -13,9 +13,10 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll, Waker};
 use std::thread::Thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::spin::Backoff;
 use crate::worker::Job;
 
 const OPEN: u8 = 0;
@@ -32,6 +33,8 @@ pub(crate) struct Queue {
     state: AtomicU8,
     thread: OnceLock<Thread>,
     capacity: usize,
+    /// The worker's spin-then-yield state while it waits for commands.
+    backoff: Backoff,
 }
 
 struct Inner {
@@ -53,6 +56,7 @@ impl Queue {
             state: AtomicU8::new(OPEN),
             thread: OnceLock::new(),
             capacity,
+            backoff: Backoff::new(),
         }
     }
 
@@ -211,16 +215,9 @@ impl Queue {
                 continue;
             }
             if !spin.is_zero() {
-                let start = Instant::now();
-                let mut i = 0_u32;
-                while self.len.load(Ordering::Relaxed) == 0 && self.state.load(Ordering::Relaxed) == OPEN {
-                    std::hint::spin_loop();
-                    i = i.wrapping_add(1);
-                    if i % 64 == 0 && start.elapsed() >= spin {
-                        break;
-                    }
-                }
-                if self.len.load(Ordering::Acquire) != 0 {
+                let limit = spin.as_nanos().min(u128::from(u64::MAX)) as u64;
+                let ready = || self.len.load(Ordering::Relaxed) != 0 || self.state.load(Ordering::Relaxed) != OPEN;
+                if self.backoff.wait(limit, ready) {
                     continue;
                 }
             }

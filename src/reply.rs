@@ -6,7 +6,6 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 use futures_util::task::AtomicWaker;
 
@@ -162,21 +161,13 @@ impl Future for WaitReply<'_> {
             return Poll::Ready(v);
         }
         if std::mem::take(&mut self.may_spin) {
-            // Bounded, adaptive spin (see `ConnectOptions::wait_spin`): only when the worker
-            // was awake and recent commands finished well within the bound.
-            let limit = self.shared.wait_spin_ns;
-            let start = Instant::now();
-            let mut i = 0_u32;
-            loop {
-                std::hint::spin_loop();
-                if self.slot.is_ready() {
-                    break;
-                }
-                i += 1;
-                if i % 32 == 0 && start.elapsed().as_nanos() as u64 > limit {
-                    break;
-                }
-            }
+            // Bounded, adaptive spin-then-yield (see `ConnectOptions::wait_spin` and
+            // `spin`): only when the worker was awake and recent commands finished well
+            // within the bound.
+            let slot = &self.slot;
+            self.shared
+                .caller_backoff
+                .wait(self.shared.wait_spin_ns, || slot.is_ready());
             if let Some(v) = self.slot.try_take() {
                 self.done = true;
                 return Poll::Ready(v);

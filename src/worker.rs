@@ -162,6 +162,8 @@ pub(crate) struct Shared {
     service_ns: AtomicU64,
     pub(crate) chunk_size: usize,
     pub(crate) wait_spin_ns: u64,
+    /// Callers' spin-then-yield state while they wait for replies.
+    pub(crate) caller_backoff: crate::spin::Backoff,
     pub(crate) inline_reads: bool,
     inline_budget_ns: u64,
     pub(crate) path: String,
@@ -179,6 +181,7 @@ impl Shared {
             service_ns: AtomicU64::new(u64::MAX),
             chunk_size: opts.iter_chunk_size,
             wait_spin_ns: opts.wait_spin.as_nanos().min(u128::from(u64::MAX)) as u64,
+            caller_backoff: crate::spin::Backoff::new(),
             inline_reads: opts.inline_reads,
             inline_budget_ns: opts.inline_budget.as_nanos().min(u128::from(u64::MAX)) as u64,
             path: opts.path.to_string_lossy().into_owned(),
