@@ -79,6 +79,9 @@ pub(crate) struct Stmt {
     reprepares: c_int,
     /// No step since the last reset: the next `SQLITE_ROW` checks for a re-prepare.
     fresh: bool,
+    /// Rows the last `fetch_all` of this statement returned: the next one reserves that much
+    /// room up front instead of growing (and copying) its vector step by step.
+    pub(crate) rows_hint: usize,
 }
 
 // SAFETY: a `Stmt` is only used by the thread holding the connection lock (invariant 1 of
@@ -163,6 +166,7 @@ impl Stmt {
             readonly: false,
             reprepares: 0,
             fresh: true,
+            rows_hint: 0,
         };
         stmt.load_metadata();
         Ok((Some(stmt), consumed))

@@ -1229,9 +1229,14 @@ fn writes_refused() -> Error {
 fn fetch_rows(st: &mut Stmt, kind: FetchKind) -> Result<Reply> {
     match kind {
         FetchKind::All => {
-            let mut rows = Vec::new();
+            // Size the vector like last time (bounded, and trimmed when it was far too big).
+            let mut rows = Vec::with_capacity(st.rows_hint.min(1 << 20));
             while st.step()? {
                 rows.push(st.row()?);
+            }
+            st.rows_hint = rows.len();
+            if rows.len() < rows.capacity() / 2 {
+                rows.shrink_to_fit();
             }
             Ok(Reply::Rows(rows))
         }
