@@ -183,9 +183,9 @@ impl Connection {
     /// Install (`Some`) or remove (`None`) an authorizer: SQLite asks it about every action a
     /// statement performs while the statement is prepared (see [`AuthRequest`] and the codes
     /// in [`auth`]). [`Authorization::Deny`] makes the statement fail with "not authorized";
-    /// a panicking authorizer denies. Statements already in the statement cache were
-    /// authorized when first prepared, so installing or removing an authorizer clears the
-    /// cache.
+    /// a panicking authorizer denies. Installing or removing an authorizer marks every
+    /// prepared statement expired (SQLite does this), so cached statements are prepared, and
+    /// authorized, again on their next use; a cursor already running keeps going.
     ///
     /// # Failure
     /// SQLite's error, `Closed`.
@@ -229,15 +229,16 @@ impl Connection {
                 }
                 st.authorizer = Some(outer);
             }
-            st.clear_statements();
             Ok(())
         })
         .await
     }
 
     /// Install (`Some`) or remove (`None`) a progress handler: SQLite calls it about every
-    /// `every` virtual-machine instructions while a statement runs (granularity: 1000);
-    /// returning `true` aborts the statement with `SQLITE_INTERRUPT`. A panicking handler aborts
+    /// `every` virtual-machine instructions while a statement runs (rounded to a multiple of
+    /// 1000 above 1000; exact below, at the cost of checking more often); returning `true`
+    /// aborts the statement with `SQLITE_INTERRUPT`. Cancellation, `interrupt()` and statement
+    /// timeouts keep working alongside it. A panicking handler aborts
     /// the statement too. It runs on whichever thread steps the statement.
     ///
     /// # Failure
@@ -261,11 +262,25 @@ impl Connection {
         if self.is_closed() {
             return Err(Error::Closed);
         }
+        let every = every.max(1);
+        let period = if handler.is_some() {
+            every.min(worker::PROGRESS_PERIOD)
+        } else {
+            worker::PROGRESS_PERIOD
+        };
         self.shared().ctx.set_user(handler.map(|f| worker::UserProgress {
-            every: every.max(1),
+            every,
             count: 0,
             f: Box::new(f),
         }));
+        if self.shared().ctx.period() != period {
+            // SQLite's own period must change: only the worker may touch the handle.
+            self.with_state(move |st| {
+                st.set_progress_period(period);
+                Ok(())
+            })
+            .await?;
+        }
         Ok(())
     }
 }

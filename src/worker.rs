@@ -2,7 +2,7 @@
 
 use std::any::Any;
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -277,6 +277,9 @@ pub(crate) struct Ctx {
     inline_aborted: AtomicBool,
     has_user: AtomicBool,
     user: Mutex<Option<UserProgress>>,
+    /// The period SQLite calls the handler with: [`PROGRESS_PERIOD`], or finer while a user
+    /// handler asks for it.
+    period: AtomicU32,
 }
 
 /// A user progress handler: called every `every` instructions; `true` aborts.
@@ -303,6 +306,7 @@ impl Ctx {
             inline_aborted: AtomicBool::new(false),
             has_user: AtomicBool::new(false),
             user: Mutex::new(None),
+            period: AtomicU32::new(PROGRESS_PERIOD),
         }
     }
 
@@ -362,6 +366,11 @@ impl Ctx {
         self.has_user.store(has, Ordering::Release);
     }
 
+    /// Instructions between two calls of the progress handler.
+    pub(crate) fn period(&self) -> u32 {
+        self.period.load(Ordering::Relaxed)
+    }
+
     /// The progress handler body: `true` aborts the statement with `SQLITE_INTERRUPT`.
     fn on_progress(&self) -> bool {
         if crate::stmt::stepping_has_halted() {
@@ -392,7 +401,7 @@ impl Ctx {
         if self.has_user.load(Ordering::Relaxed) {
             let mut guard = self.user.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(u) = guard.as_mut() {
-                u.count = u.count.saturating_add(PROGRESS_PERIOD);
+                u.count = u.count.saturating_add(self.period.load(Ordering::Relaxed));
                 if u.count >= u.every {
                     u.count = 0;
                     return std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (u.f)())).unwrap_or(true);
@@ -473,7 +482,7 @@ impl ConnState {
         let busy_timeout = opts.busy_timeout.min(Duration::from_millis(i32::MAX as u64));
         conn.busy_timeout(busy_timeout).map_err(Error::from_rusqlite)?;
         let handler_ctx = Arc::clone(&ctx);
-        conn.progress_handler(PROGRESS_PERIOD as i32, Some(move || handler_ctx.on_progress()))
+        conn.progress_handler(ctx.period() as i32, Some(move || handler_ctx.on_progress()))
             .map_err(Error::from_rusqlite)?;
         // SAFETY: rusqlite documents `handle()` as the raw handle of this open connection; we
         // only use it while owning `conn`.
@@ -559,6 +568,15 @@ impl ConnState {
     /// The raw handle (valid while the state lives; use only under the connection lock).
     pub(crate) fn handle(&self) -> *mut ffi::sqlite3 {
         self.db
+    }
+
+    /// Call the progress handler every `period` instructions.
+    pub(crate) fn set_progress_period(&mut self, period: u32) {
+        self.ctx.period.store(period, Ordering::Relaxed);
+        let ctx = Arc::clone(&self.ctx);
+        let _ = self
+            .conn
+            .progress_handler(period as i32, Some(move || ctx.on_progress()));
     }
 
     /// Finalize every cached statement and open cursor (after the database was replaced).
@@ -921,7 +939,7 @@ impl ConnState {
             let ctx = Arc::clone(&self.ctx);
             let _ = self
                 .conn
-                .progress_handler(PROGRESS_PERIOD as i32, Some(move || ctx.on_progress()));
+                .progress_handler(self.ctx.period() as i32, Some(move || ctx.on_progress()));
         }
         // The closure may have changed the busy timeout.
         self.refresh_busy_timeout();

@@ -284,3 +284,87 @@ fn a_connection_replaced_inside_call_keeps_timeouts() {
         assert_eq!(db.fetch_scalar::<i64>("SELECT 1", ()).await.unwrap(), Some(1));
     });
 }
+
+#[test]
+fn a_fine_progress_handler_keeps_cancellation_and_timeouts() {
+    common::on_all_runtimes(|| async {
+        let db = ConnectOptions::new(":memory:")
+            .statement_timeout(std::time::Duration::from_millis(50))
+            .open()
+            .await
+            .unwrap();
+        let calls = Arc::new(Mutex::new(0_u64));
+        let sink = Arc::clone(&calls);
+        db.set_progress_handler(
+            1,
+            Some(move || {
+                *sink.lock().unwrap() += 1;
+                false
+            }),
+        )
+        .await
+        .unwrap();
+        // A statement of a few dozen instructions: called at the requested granularity.
+        assert_eq!(db.fetch_scalar::<i64>("SELECT 1 + 1", ()).await.unwrap(), Some(2));
+        assert!(
+            *calls.lock().unwrap() > 0,
+            "a 1-instruction handler must run on a short statement"
+        );
+        // The timeout still reaches SQLite through the same handler.
+        let slow = "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n+1 FROM c) SELECT count(*) FROM c";
+        let e = db.fetch_scalar::<i64>(slow, ()).await.unwrap_err();
+        assert!(matches!(e, Error::StatementTimeout { .. }), "{e}");
+        // Removing it restores the coarse period: no more calls.
+        db.set_progress_handler(0, None::<fn() -> bool>).await.unwrap();
+        let before = *calls.lock().unwrap();
+        assert_eq!(db.fetch_scalar::<i64>("SELECT 1 + 1", ()).await.unwrap(), Some(2));
+        assert_eq!(*calls.lock().unwrap(), before);
+        let e = db.fetch_scalar::<i64>(slow, ()).await.unwrap_err();
+        assert!(matches!(e, Error::StatementTimeout { .. }), "{e}");
+    });
+}
+
+#[test]
+fn set_authorizer_reauthorizes_cached_statements_and_spares_open_cursors() {
+    use aiolite::{AuthRequest, Authorization, auth};
+    common::on_all_runtimes(|| async {
+        let db = ConnectOptions::new(":memory:").iter_chunk_size(8).open().await.unwrap();
+        db.execute_script(
+            "CREATE TABLE t(x); WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n+1 FROM c WHERE n < 100) \
+             INSERT INTO t SELECT n FROM c;",
+        )
+        .await
+        .unwrap();
+        // Cache the statement, then start a cursor that is mid-way when the authorizer changes.
+        assert_eq!(
+            db.fetch_scalar::<i64>("SELECT count(*) FROM t", ()).await.unwrap(),
+            Some(100)
+        );
+        let mut cur = db.query("SELECT x FROM t ORDER BY x", ()).await.unwrap();
+        let first = cur.fetch_many(10).await.unwrap();
+        assert_eq!(first.len(), 10);
+        db.set_authorizer(Some(|r: &AuthRequest<'_>| {
+            if r.action == auth::READ && r.arg1 == Some("t") {
+                Authorization::Deny
+            } else {
+                Authorization::Allow
+            }
+        }))
+        .await
+        .unwrap();
+        // The cached statement is prepared again, and denied.
+        let e = db.fetch_scalar::<i64>("SELECT count(*) FROM t", ()).await.unwrap_err();
+        assert!(e.to_string().contains("not authorized"), "{e}");
+        // The open cursor runs to its end.
+        let rest = cur.fetch_all().await.unwrap();
+        assert_eq!(rest.len(), 90);
+        assert_eq!(rest[89].get::<i64>(0).unwrap(), 100);
+        db.set_authorizer(None::<fn(&AuthRequest<'_>) -> Authorization>)
+            .await
+            .unwrap();
+        assert_eq!(
+            db.fetch_scalar::<i64>("SELECT count(*) FROM t", ()).await.unwrap(),
+            Some(100)
+        );
+    });
+}

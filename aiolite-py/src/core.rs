@@ -3,7 +3,7 @@
 use std::any::Any;
 use std::cell::Cell;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -46,10 +46,6 @@ pub(crate) struct Core {
     /// `None` for `str`.
     text_factory: Mutex<Option<Py<PyAny>>>,
     detect_types: AtomicI32,
-    /// A progress handler finer than the core's granularity replaced the core's handler:
-    /// `interrupt()` then goes through `sqlite3_interrupt`.
-    progress_replaced: AtomicBool,
-    interrupt_handle: Arc<Mutex<Option<rusqlite::InterruptHandle>>>,
     _live: Arc<LiveConn>,
 }
 
@@ -221,8 +217,6 @@ pub(crate) fn open(
                 iso: Mutex::new(iso),
                 text_factory: Mutex::new(None),
                 detect_types: AtomicI32::new(detect_types),
-                progress_replaced: AtomicBool::new(false),
-                interrupt_handle: Arc::new(Mutex::new(None)),
                 _live: live,
             };
             Ok(Py::new(py, core)?.into_any())
@@ -435,11 +429,6 @@ impl Core {
     /// Interrupt the statement running now.
     fn interrupt(&self) {
         self.conn.interrupt();
-        if self.progress_replaced.load(Ordering::Acquire)
-            && let Some(h) = self.interrupt_handle.lock().unwrap_or_else(|e| e.into_inner()).as_ref()
-        {
-            h.interrupt();
-        }
     }
 
     /// Register a Python function as an SQL function.
@@ -538,27 +527,13 @@ impl Core {
                     .unwrap_or(true)
             }
         };
-        let fine = handler.is_some() && n < 1000;
-        if !fine && !self.progress_replaced.load(Ordering::Acquire) {
-            // The core's progress handler runs user handlers at a 1000-instruction
-            // granularity, alongside its own work (interrupts by job, cancellation).
-            let conn = self.conn.clone();
-            let every = u32::try_from(n.max(1)).unwrap_or(1000);
-            return hub::spawn(py, async move {
-                conn.set_progress_handler(every, handler.map(call)).await?;
-                Ok(hub::none())
-            });
-        }
-        // sqlite3 allows any `n`: a finer handler replaces the core's on this connection (for
-        // the rest of its life); `interrupt()` then also uses `sqlite3_interrupt`.
-        self.progress_replaced.store(true, Ordering::Release);
-        let slot = Arc::clone(&self.interrupt_handle);
-        self.call_unit(py, move |c| {
-            *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(c.get_interrupt_handle());
-            match handler {
-                Some(h) => c.progress_handler(n, Some(call(h))),
-                None => c.progress_handler(0, None::<fn() -> bool>),
-            }
+        // The core calls it at the requested granularity, alongside its own work
+        // (interrupts by job, cancellation, statement timeouts).
+        let conn = self.conn.clone();
+        let every = u32::try_from(n.max(1)).unwrap_or(1);
+        hub::spawn(py, async move {
+            conn.set_progress_handler(every, handler.map(call)).await?;
+            Ok(hub::none())
         })
     }
 
