@@ -15,12 +15,20 @@ use crate::reply::{ReplyTo, Slot, unexpected};
 use crate::row::{Column, Columns, Row};
 use crate::worker::{CursorChunk, Job, Op, Reply};
 
+/// Upper bound of an adaptive chunk, in rows (see `Cursor::grow`).
+const MAX_CHUNK_ROWS: usize = 1024;
+/// Upper bound of an adaptive chunk, in bytes of row data (estimated).
+const MAX_CHUNK_BYTES: usize = 1 << 20;
+
 /// The rows of a query, streamed from the worker in chunks of
 /// [`iter_chunk_size`](crate::ConnectOptions::iter_chunk_size) rows.
 ///
 /// The first chunk arrives with [`query`](Connection::query)'s reply; while you consume a
 /// chunk, the worker reads the next one, so a cursor holds at most two chunks in memory
-/// whatever the size of the result. Read it with [`fetch_one`](Cursor::fetch_one),
+/// whatever the size of the result. When you read faster than the worker fills chunks (you
+/// find the next one not there yet), the cursor asks for bigger ones, doubling up to 1024 rows
+/// or about 1 MiB of row data per chunk (never below `iter_chunk_size`), which keeps the
+/// number of thread hand-offs low on big scans; a slow reader keeps the configured size. Read it with [`fetch_one`](Cursor::fetch_one),
 /// [`fetch_many`](Cursor::fetch_many), [`fetch_all`](Cursor::fetch_all) or as a
 /// [`Stream`] of `Result<Row>`.
 ///
@@ -43,7 +51,12 @@ pub struct Cursor {
     /// An error met while asking for the next chunk, reported after the buffered rows.
     pending_error: Option<Error>,
     inflight: Option<Arc<Slot>>,
+    /// Rows per hop as configured (`iter_chunk_size`).
     chunk: usize,
+    /// Rows asked for in the next hop: `chunk`, grown while the reader outpaces the worker.
+    next: usize,
+    /// The reader found no rows buffered and the next chunk not there yet.
+    starved: bool,
     /// A pool cursor keeps its pooled connection until it is dropped.
     permit: Option<Permit>,
 }
@@ -71,6 +84,8 @@ impl Cursor {
             pending_error: None,
             inflight: None,
             chunk,
+            next: chunk,
+            starved: false,
             permit: None,
         };
         cur.accept_rows(first.rows, first.done);
@@ -88,16 +103,26 @@ impl Cursor {
     }
 
     fn accept_rows(&mut self, rows: Vec<Row>, done: bool) {
+        if std::mem::take(&mut self.starved) && !done {
+            self.grow(&rows);
+        }
         self.buf.extend(rows);
         self.done = done;
         if !done {
             // Read ahead: the worker fills the next chunk while this one is consumed.
-            if let Err(e) = self.request(self.chunk) {
+            if let Err(e) = self.request(self.next) {
                 self.done = true;
                 self.failed = true;
                 self.pending_error = Some(e);
             }
         }
+    }
+
+    /// The reader waited for this chunk: ask for bigger ones (fewer hops), doubling up to
+    /// [`MAX_CHUNK_ROWS`] rows and about [`MAX_CHUNK_BYTES`] bytes per chunk (judged by the
+    /// rows just received), never below the configured size.
+    fn grow(&mut self, rows: &[Row]) {
+        self.next = grown(self.next, self.chunk, rows);
     }
 
     fn request(&mut self, n: usize) -> Result<()> {
@@ -126,6 +151,9 @@ impl Cursor {
                 // The rows ran out, or a request for more failed: say why, once.
                 return Poll::Ready(self.pending_error.take().map(Err));
             };
+            if !slot.is_ready() {
+                self.starved = true;
+            }
             let outcome = std::task::ready!(slot.poll(cx));
             self.inflight = None;
             match outcome {
@@ -232,6 +260,17 @@ impl Cursor {
     }
 }
 
+/// The next chunk size after the reader waited for `rows` (see `Cursor::grow`).
+fn grown(next: usize, chunk: usize, rows: &[Row]) -> usize {
+    if rows.is_empty() {
+        return next;
+    }
+    let bytes: usize = rows.iter().map(Row::approx_size).sum();
+    let per_row = (bytes / rows.len()).max(1);
+    let cap = (MAX_CHUNK_BYTES / per_row).min(MAX_CHUNK_ROWS).max(chunk);
+    next.saturating_mul(2).min(cap)
+}
+
 impl Stream for Cursor {
     type Item = Result<Row>;
 
@@ -254,5 +293,44 @@ impl Stream for Cursor {
 impl Drop for Cursor {
     fn drop(&mut self) {
         self.finish();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Value;
+
+    fn rows(n: usize, blob: usize) -> Vec<Row> {
+        let columns: Columns = Arc::from(vec![Column {
+            name: "b".into(),
+            decl_type: None,
+        }]);
+        (0..n)
+            .map(|_| Row::new(Arc::clone(&columns), vec![Value::Blob(vec![0; blob])].into()))
+            .collect()
+    }
+
+    #[test]
+    fn small_rows_grow_to_the_row_cap() {
+        let mut next = 64;
+        for _ in 0..10 {
+            next = grown(next, 64, &rows(4, 8));
+        }
+        assert_eq!(next, MAX_CHUNK_ROWS);
+    }
+
+    #[test]
+    fn big_rows_are_capped_by_bytes_but_never_below_the_configured_size() {
+        // 256 KiB rows: about 4 fit in 1 MiB.
+        let mut next = 1;
+        for _ in 0..10 {
+            next = grown(next, 1, &rows(2, 256 * 1024));
+        }
+        assert_eq!(next, 3, "{next}");
+        // A configured size above the cap is kept.
+        assert_eq!(grown(100, 100, &rows(2, 256 * 1024)), 100);
+        // Nothing received: unchanged.
+        assert_eq!(grown(8, 8, &[]), 8);
     }
 }

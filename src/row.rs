@@ -103,6 +103,21 @@ impl Row {
         self.columns.iter().map(|c| c.name.as_str())
     }
 
+    /// Bytes this row holds, roughly (values plus text and blob contents).
+    pub(crate) fn approx_size(&self) -> usize {
+        self.values
+            .iter()
+            .map(|v| {
+                std::mem::size_of::<Value>()
+                    + match v {
+                        Value::Text(t) => t.len(),
+                        Value::Blob(b) => b.len(),
+                        _ => 0,
+                    }
+            })
+            .sum()
+    }
+
     /// The values, in column order.
     pub fn values(&self) -> &[Value] {
         &self.values

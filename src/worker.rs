@@ -424,6 +424,9 @@ struct OpenCursor {
 /// (finalized) before the connection.
 pub(crate) struct ConnState {
     cursors: HashMap<u64, OpenCursor>,
+    /// Cursors whose statement failed after some rows of a chunk: those rows went out first,
+    /// the error is the answer to the cursor's next request.
+    failed_cursors: HashMap<u64, Error>,
     cache: StmtCache,
     conn: rusqlite::Connection,
     /// `conn`'s handle, cached (refreshed after `call`).
@@ -489,6 +492,7 @@ impl ConnState {
         let db = unsafe { conn.handle() };
         let mut state = ConnState {
             cursors: HashMap::new(),
+            failed_cursors: HashMap::new(),
             cache: StmtCache::new(opts.statement_cache_capacity),
             conn,
             db,
@@ -582,6 +586,7 @@ impl ConnState {
     /// Finalize every cached statement and open cursor (after the database was replaced).
     pub(crate) fn clear_statements(&mut self) {
         self.cursors.clear();
+        self.failed_cursors.clear();
         self.cache.clear();
     }
 
@@ -856,11 +861,22 @@ impl ConnState {
         }
         self.ctx.set_cancellable(self.autocommit() || stmt.readonly());
         self.ctx.arm(self.statement_timeout);
-        let r = read_chunk(&mut stmt, chunk);
+        let (rows, r) = read_chunk(&mut stmt, chunk);
         self.ctx.disarm();
         let columns = Arc::clone(stmt.columns());
         match r {
-            Ok((rows, done)) => {
+            Err(e) if !rows.is_empty() => {
+                // Deliver the rows read before the error; the error comes next.
+                let e = self.fail(e, text);
+                self.cache.give_back(text.into(), stmt);
+                self.failed_cursors.insert(id, e);
+                Ok(CursorChunk {
+                    columns,
+                    rows,
+                    done: false,
+                })
+            }
+            Ok(done) => {
                 if done {
                     self.cache.give_back(text.into(), stmt);
                 } else {
@@ -883,6 +899,9 @@ impl ConnState {
     }
 
     fn cursor_next(&mut self, id: u64, n: usize) -> Result<CursorChunk> {
+        if let Some(e) = self.failed_cursors.remove(&id) {
+            return Err(e);
+        }
         let Some(cur) = self.cursors.get_mut(&id) else {
             return Ok(CursorChunk {
                 columns: Arc::from(Vec::new()),
@@ -892,16 +911,28 @@ impl ConnState {
         };
         self.ctx.set_cancellable(true);
         self.ctx.arm(self.statement_timeout);
-        let r = read_chunk(&mut cur.stmt, n);
+        let (rows, r) = read_chunk(&mut cur.stmt, n);
         self.ctx.disarm();
         let columns = Arc::clone(cur.stmt.columns());
         match r {
-            Ok((rows, false)) => Ok(CursorChunk {
+            Ok(false) => Ok(CursorChunk {
                 columns,
                 rows,
                 done: false,
             }),
-            Ok((rows, true)) => {
+            Err(e) if !rows.is_empty() => {
+                // Deliver the rows read before the error; the error comes next.
+                let text = cur.sql.clone();
+                let e = self.fail(e, &text);
+                self.cursor_close(id);
+                self.failed_cursors.insert(id, e);
+                Ok(CursorChunk {
+                    columns,
+                    rows,
+                    done: false,
+                })
+            }
+            Ok(true) => {
                 self.cursor_close(id);
                 Ok(CursorChunk {
                     columns,
@@ -918,6 +949,7 @@ impl ConnState {
     }
 
     fn cursor_close(&mut self, id: u64) {
+        self.failed_cursors.remove(&id);
         if let Some(cur) = self.cursors.remove(&id) {
             self.cache.give_back(cur.sql, cur.stmt);
         }
@@ -932,6 +964,7 @@ impl ConnState {
             // which rusqlite could not close while they exist: finalize them there.
             tracing::warn!("aiolite: the connection was replaced inside call(); statement cache cleared");
             self.cursors.clear();
+            self.failed_cursors.clear();
             self.cache.clear();
             self.db = db;
             // Cancellation, interrupts and timeouts run through the progress handler: give the
@@ -960,6 +993,7 @@ impl ConnState {
     fn close_local(mut self) -> Result<()> {
         self.backups.clear();
         self.cursors.clear();
+        self.failed_cursors.clear();
         self.cache.clear();
         if !self.autocommit() {
             let _ = self.conn.execute_batch("ROLLBACK");
@@ -1283,16 +1317,21 @@ fn fetch_rows(st: &mut Stmt, kind: FetchKind) -> Result<Reply> {
     }
 }
 
-/// Up to `n` rows; `done` when the statement finished.
-fn read_chunk(st: &mut Stmt, n: usize) -> Result<(Vec<Row>, bool)> {
+/// Up to `n` rows, and whether the statement finished (`Ok(true)`), has more (`Ok(false)`) or
+/// failed after the rows returned.
+fn read_chunk(st: &mut Stmt, n: usize) -> (Vec<Row>, Result<bool>) {
     let mut rows = Vec::with_capacity(n.min(1024));
     while rows.len() < n {
-        if !st.step()? {
-            return Ok((rows, true));
+        match st.step() {
+            Ok(true) => match st.row() {
+                Ok(row) => rows.push(row),
+                Err(e) => return (rows, Err(e)),
+            },
+            Ok(false) => return (rows, Ok(true)),
+            Err(e) => return (rows, Err(e)),
         }
-        rows.push(st.row()?);
     }
-    Ok((rows, false))
+    (rows, Ok(false))
 }
 
 pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {

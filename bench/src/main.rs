@@ -7,7 +7,13 @@
 //! cargo run --release -p aiolite-bench -- --quick      # small sizes, 1 round (CI smoke)
 //! cargo run --release -p aiolite-bench -- --load 2     # with 2 busy threads competing for CPU
 //! cargo run --release -p aiolite-bench -- --only point_select,insert_txn --rounds 9
+//! cargo run --release -p aiolite-bench -- --only concurrent_read --runtime-threads 4
 //! ```
+//!
+//! `--runtime-threads T` sets the tokio runtime's worker threads (default: one per core).
+//! concurrent_read's rusqlite side runs 4 OS threads; SQLite blocks a thread on its per-file
+//! lock mutex now and then, and with only 2 runtime threads on 2 cores each such block idles a
+//! core, so `--runtime-threads 4` is the like-for-like comparison.
 //!
 //! Both sides use the same bundled SQLite, the same pragmas (the recommended set: WAL,
 //! synchronous=NORMAL, foreign_keys, 64 MB cache, temp_store=MEMORY), a prepared-statement
@@ -71,6 +77,10 @@ fn parse_args() -> Config {
             "--readers" => cfg.readers = num("--readers").max(1),
             "--load" => cfg.load = num("--load"),
             "--current-thread" => cfg.multi_thread = false,
+            "--runtime-threads" => {
+                let t = num("--runtime-threads");
+                RUNTIME_THREADS.store(t, Ordering::Relaxed);
+            }
             "--only" => {
                 cfg.only = Some(
                     args.next()
@@ -90,7 +100,8 @@ fn parse_args() -> Config {
             "--help" | "-h" => {
                 println!(
                     "usage: aiolite-bench [--quick] [--rounds R] [--n N] [--m M] [--stream-rows S] \
-                     [--readers K] [--load THREADS] [--current-thread] [--only w1,w2]"
+                     [--readers K] [--load THREADS] [--current-thread] [--runtime-threads T] \
+                     [--only w1,w2]"
                 );
                 std::process::exit(0);
             }
@@ -100,12 +111,18 @@ fn parse_args() -> Config {
     cfg
 }
 
+/// Worker threads of the multi-thread runtime (`--runtime-threads`); 0: tokio's default (one
+/// per core).
+static RUNTIME_THREADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 fn runtime(multi: bool) -> tokio::runtime::Runtime {
     if multi {
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .unwrap()
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        let threads = RUNTIME_THREADS.load(Ordering::Relaxed);
+        if threads > 0 {
+            b.worker_threads(threads);
+        }
+        b.enable_all().build().unwrap()
     } else {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -502,7 +519,7 @@ fn main() {
     let mut work: Vec<Workload> = workloads(&cfg).into_iter().filter(|w| wanted(w.name)).collect();
     let cores = std::thread::available_parallelism().map_or(0, usize::from);
     println!(
-        "aiolite-bench: N={} M={} stream={} rounds={} readers={} runtime={} load_threads={} cores={cores}",
+        "aiolite-bench: N={} M={} stream={} rounds={} readers={} runtime={} runtime_threads={} load_threads={} cores={cores}",
         cfg.n,
         cfg.m,
         cfg.stream_rows,
@@ -512,6 +529,10 @@ fn main() {
             "tokio-multi"
         } else {
             "tokio-current"
+        },
+        match RUNTIME_THREADS.load(Ordering::Relaxed) {
+            0 => "default".to_owned(),
+            t => t.to_string(),
         },
         cfg.load
     );
