@@ -164,8 +164,13 @@ pub use worker::ExecResult;
 /// Embed a folder of `<version>_<name>.sql` files as a [`migrate::Migrator`] at compile
 /// time (path relative to the crate's `Cargo.toml`, default `"migrations"`).
 ///
-/// ```ignore
-/// aiolite::embed_migrations!("migrations").run(&db).await?;
+/// ```
+/// # futures::executor::block_on(async {
+/// let db = aiolite::connect(":memory:").await?;
+/// let migrator = aiolite::embed_migrations!("examples/migrations");
+/// migrator.run(&db).await?;
+/// assert!(aiolite::crud::table_exists(&db, "users").await?);
+/// # Ok::<(), aiolite::Error>(()) }).unwrap();
 /// ```
 pub use aiolite_macros::embed_migrations;
 

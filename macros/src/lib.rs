@@ -8,10 +8,12 @@ use std::path::PathBuf;
 /// edited file triggers a rebuild; a new file needs a rebuild of the crate, e.g. `touch` a
 /// source file). The path is relative to the crate's `Cargo.toml`; default `"migrations"`.
 ///
-/// ```ignore
+/// ```text
 /// let migrator = aiolite::embed_migrations!("migrations");
 /// migrator.run(&db).await?;
 /// ```
+///
+/// (A running example is on `aiolite::embed_migrations`, whose crate this macro is made for.)
 #[proc_macro]
 pub fn embed_migrations(input: TokenStream) -> TokenStream {
     match expand(&input.to_string()) {
