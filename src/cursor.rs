@@ -1,6 +1,5 @@
 //! `Cursor`: a streaming query result.
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -16,9 +15,9 @@ use crate::row::{Column, Columns, Row};
 use crate::worker::{CursorChunk, Job, Op, Reply};
 
 /// Upper bound of an adaptive chunk, in rows (see `Cursor::grow`).
-const MAX_CHUNK_ROWS: usize = 1024;
+const MAX_CHUNK_ROWS: usize = 512;
 /// Upper bound of an adaptive chunk, in bytes of row data (estimated).
-const MAX_CHUNK_BYTES: usize = 1 << 20;
+const MAX_CHUNK_BYTES: usize = 256 << 10;
 
 /// The rows of a query, streamed from the worker in chunks of
 /// [`iter_chunk_size`](crate::ConnectOptions::iter_chunk_size) rows.
@@ -26,8 +25,8 @@ const MAX_CHUNK_BYTES: usize = 1 << 20;
 /// The first chunk arrives with [`query`](Connection::query)'s reply; while you consume a
 /// chunk, the worker reads the next one, so a cursor holds at most two chunks in memory
 /// whatever the size of the result. When you read faster than the worker fills chunks (you
-/// find the next one not there yet), the cursor asks for bigger ones, doubling up to 1024 rows
-/// or about 1 MiB of row data per chunk (never below `iter_chunk_size`), which keeps the
+/// find the next one not there yet), the cursor asks for bigger ones, doubling up to 512 rows
+/// or about 256 KiB of row data per chunk (never below `iter_chunk_size`), which keeps the
 /// number of thread hand-offs low on big scans; a slow reader keeps the configured size. Read it with [`fetch_one`](Cursor::fetch_one),
 /// [`fetch_many`](Cursor::fetch_many), [`fetch_all`](Cursor::fetch_all) or as a
 /// [`Stream`] of `Result<Row>`.
@@ -43,7 +42,8 @@ pub struct Cursor {
     owner: u64,
     id: u64,
     columns: Columns,
-    buf: VecDeque<Row>,
+    /// The rows received and not read yet (a chunk's own vector: no copy).
+    buf: std::vec::IntoIter<Row>,
     /// The worker has no more rows (or the cursor failed).
     done: bool,
     /// The cursor stopped because of an error (not because the rows ran out).
@@ -78,7 +78,7 @@ impl Cursor {
             owner,
             id,
             columns: first.columns,
-            buf: VecDeque::new(),
+            buf: Vec::new().into_iter(),
             done: false,
             failed: false,
             pending_error: None,
@@ -106,7 +106,14 @@ impl Cursor {
         if std::mem::take(&mut self.starved) && !done {
             self.grow(&rows);
         }
-        self.buf.extend(rows);
+        if self.buf.len() == 0 {
+            self.buf = rows.into_iter();
+        } else {
+            // Not reached today (a chunk is accepted only once the buffer is empty).
+            let mut all: Vec<Row> = std::mem::take(&mut self.buf).collect();
+            all.extend(rows);
+            self.buf = all.into_iter();
+        }
         self.done = done;
         if !done {
             // Read ahead: the worker fills the next chunk while this one is consumed.
@@ -144,7 +151,7 @@ impl Cursor {
 
     fn poll_row(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Row>>> {
         loop {
-            if let Some(row) = self.buf.pop_front() {
+            if let Some(row) = self.buf.next() {
                 return Poll::Ready(Some(Ok(row)));
             }
             let Some(slot) = self.inflight.as_ref() else {
@@ -179,7 +186,7 @@ impl Cursor {
     pub async fn fetch_one(&mut self) -> Result<Option<Row>> {
         // Like a cursor of a closed aiosqlite connection: once the connection closed under
         // it, every fetch says so (the stream, in contrast, ends after reporting it once).
-        if self.failed && self.buf.is_empty() && self.conn.is_closed() {
+        if self.failed && self.buf.len() == 0 && self.conn.is_closed() {
             return Err(Error::Closed);
         }
         futures_util::future::poll_fn(|cx| self.poll_row(cx)).await.transpose()
@@ -205,7 +212,7 @@ impl Cursor {
     /// # Failure
     /// As [`fetch_one`](Self::fetch_one).
     pub async fn fetch_all(&mut self) -> Result<Vec<Row>> {
-        let mut out: Vec<Row> = self.buf.drain(..).collect();
+        let mut out: Vec<Row> = std::mem::take(&mut self.buf).collect();
         // Wait for the read-ahead, then ask for everything else at once.
         if self.inflight.is_some() {
             let chunk_done =
@@ -254,7 +261,7 @@ impl Cursor {
             self.done = true;
             self.conn.send_cleanup(0, Op::CursorClose { cursor: self.id });
         }
-        self.buf.clear();
+        self.buf = Vec::new().into_iter();
         // Released after the close was queued: the next holder's work runs after it.
         self.permit = None;
     }
@@ -322,14 +329,14 @@ mod tests {
 
     #[test]
     fn big_rows_are_capped_by_bytes_but_never_below_the_configured_size() {
-        // 256 KiB rows: about 4 fit in 1 MiB.
+        // 64 KiB rows: a little under 4 fit in 256 KiB.
         let mut next = 1;
         for _ in 0..10 {
-            next = grown(next, 1, &rows(2, 256 * 1024));
+            next = grown(next, 1, &rows(2, 64 * 1024));
         }
         assert_eq!(next, 3, "{next}");
         // A configured size above the cap is kept.
-        assert_eq!(grown(100, 100, &rows(2, 256 * 1024)), 100);
+        assert_eq!(grown(100, 100, &rows(2, 64 * 1024)), 100);
         // Nothing received: unchanged.
         assert_eq!(grown(8, 8, &[]), 8);
     }
