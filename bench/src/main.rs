@@ -10,7 +10,9 @@
 //! cargo run --release -p aiolite-bench -- --only concurrent_read --runtime-threads 4
 //! ```
 //!
-//! `--runtime-threads T` sets the tokio runtime's worker threads (default: one per core).
+//! `--runtime-threads T` sets the tokio runtime's worker threads (default: one per core);
+//! `--no-spin` opens aiolite's connections with `worker_spin` and `wait_spin` at zero (every
+//! hand-off parks and wakes a thread), to see what the spinning buys.
 //! concurrent_read's rusqlite side runs 4 OS threads; SQLite blocks a thread on its per-file
 //! lock mutex now and then, and with only 2 runtime threads on 2 cores each such block idles a
 //! core, so `--runtime-threads 4` is the like-for-like comparison.
@@ -77,6 +79,7 @@ fn parse_args() -> Config {
             "--readers" => cfg.readers = num("--readers").max(1),
             "--load" => cfg.load = num("--load"),
             "--current-thread" => cfg.multi_thread = false,
+            "--no-spin" => NO_SPIN.store(true, Ordering::Relaxed),
             "--runtime-threads" => {
                 let t = num("--runtime-threads");
                 RUNTIME_THREADS.store(t, Ordering::Relaxed);
@@ -101,7 +104,7 @@ fn parse_args() -> Config {
                 println!(
                     "usage: aiolite-bench [--quick] [--rounds R] [--n N] [--m M] [--stream-rows S] \
                      [--readers K] [--load THREADS] [--current-thread] [--runtime-threads T] \
-                     [--only w1,w2]"
+                     [--no-spin] [--only w1,w2]"
                 );
                 std::process::exit(0);
             }
@@ -110,6 +113,9 @@ fn parse_args() -> Config {
     }
     cfg
 }
+
+/// `--no-spin`: connections open with `worker_spin` and `wait_spin` zero (park at once).
+static NO_SPIN: AtomicBool = AtomicBool::new(false);
 
 /// Worker threads of the multi-thread runtime (`--runtime-threads`); 0: tokio's default (one
 /// per core).
@@ -141,7 +147,11 @@ fn rusqlite_open(path: &Path) -> rusqlite::Connection {
 }
 
 async fn aiolite_open(path: &Path) -> aiolite::Connection {
-    ConnectOptions::new(path).recommended_pragmas().open().await.unwrap()
+    let mut o = ConnectOptions::new(path).recommended_pragmas();
+    if NO_SPIN.load(Ordering::Relaxed) {
+        o = o.worker_spin(Duration::ZERO).wait_spin(Duration::ZERO);
+    }
+    o.open().await.unwrap()
 }
 
 fn name(i: usize) -> String {
