@@ -314,80 +314,16 @@ fn workloads(cfg: &Config) -> Vec<Workload> {
         Workload {
             name: "scan_all",
             target: 0.90,
-            rusqlite: Box::new(move |tmp| {
-                let p = tmp.file("r-scan");
-                populate(&p, m);
-                let c = rusqlite_open(&p);
-                let t = Instant::now();
-                let rows: Vec<(i64, String, f64)> = c
-                    .prepare_cached(SELECT_ALL)
-                    .unwrap()
-                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                    .unwrap()
-                    .collect::<Result<_, _>>()
-                    .unwrap();
-                assert_eq!(rows.len(), m);
-                let r = m as f64 / t.elapsed().as_secs_f64();
-                drop(rows);
-                r
-            }),
-            aiolite: Box::new(move |tmp| {
-                let p = tmp.file("a-scan");
-                populate(&p, m);
-                runtime(multi).block_on(async {
-                    let db = aiolite_open(&p).await;
-                    let t = Instant::now();
-                    let rows = db.fetch_all(SELECT_ALL, ()).await.unwrap();
-                    assert_eq!(rows.len(), m);
-                    let r = m as f64 / t.elapsed().as_secs_f64();
-                    drop(rows);
-                    db.close().await.unwrap();
-                    r
-                })
-            }),
+            rusqlite: Box::new(move |tmp| rusqlite_scan(tmp, m, 1)),
+            aiolite: Box::new(move |tmp| aiolite_scan(tmp, m, 1, multi)),
         },
         Workload {
             // Not in BENCH.md: scan_all's query run three times on one connection, the third
             // timed (a service repeating its queries; fetch_all then reserves the row count).
             name: "scan_all_repeat",
             target: 0.90,
-            rusqlite: Box::new(move |tmp| {
-                let p = tmp.file("r-scan3");
-                populate(&p, m);
-                let c = rusqlite_open(&p);
-                let mut r = 0.0;
-                for _ in 0..3 {
-                    let t = Instant::now();
-                    let rows: Vec<(i64, String, f64)> = c
-                        .prepare_cached(SELECT_ALL)
-                        .unwrap()
-                        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                        .unwrap()
-                        .collect::<Result<_, _>>()
-                        .unwrap();
-                    assert_eq!(rows.len(), m);
-                    r = m as f64 / t.elapsed().as_secs_f64();
-                    drop(rows);
-                }
-                r
-            }),
-            aiolite: Box::new(move |tmp| {
-                let p = tmp.file("a-scan3");
-                populate(&p, m);
-                runtime(multi).block_on(async {
-                    let db = aiolite_open(&p).await;
-                    let mut r = 0.0;
-                    for _ in 0..3 {
-                        let t = Instant::now();
-                        let rows = db.fetch_all(SELECT_ALL, ()).await.unwrap();
-                        assert_eq!(rows.len(), m);
-                        r = m as f64 / t.elapsed().as_secs_f64();
-                        drop(rows);
-                    }
-                    db.close().await.unwrap();
-                    r
-                })
-            }),
+            rusqlite: Box::new(move |tmp| rusqlite_scan(tmp, m, 3)),
+            aiolite: Box::new(move |tmp| aiolite_scan(tmp, m, 3, multi)),
         },
         Workload {
             name: "concurrent_read",
@@ -458,6 +394,48 @@ fn workloads(cfg: &Config) -> Vec<Workload> {
             }),
         },
     ]
+}
+
+/// `times` scans of a fresh `rows`-row table on one rusqlite connection; rows/s of the last.
+fn rusqlite_scan(tmp: &mut Temp, rows: usize, times: usize) -> f64 {
+    let p = tmp.file("r-scan");
+    populate(&p, rows);
+    let c = rusqlite_open(&p);
+    let mut r = 0.0;
+    for _ in 0..times {
+        let t = Instant::now();
+        let got: Vec<(i64, String, f64)> = c
+            .prepare_cached(SELECT_ALL)
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(got.len(), rows);
+        r = rows as f64 / t.elapsed().as_secs_f64();
+        drop(got);
+    }
+    r
+}
+
+/// `times` `fetch_all` scans of a fresh `rows`-row table on one aiolite connection; rows/s of
+/// the last.
+fn aiolite_scan(tmp: &mut Temp, rows: usize, times: usize, multi: bool) -> f64 {
+    let p = tmp.file("a-scan");
+    populate(&p, rows);
+    runtime(multi).block_on(async {
+        let db = aiolite_open(&p).await;
+        let mut r = 0.0;
+        for _ in 0..times {
+            let t = Instant::now();
+            let got = db.fetch_all(SELECT_ALL, ()).await.unwrap();
+            assert_eq!(got.len(), rows);
+            r = rows as f64 / t.elapsed().as_secs_f64();
+            drop(got);
+        }
+        db.close().await.unwrap();
+        r
+    })
 }
 
 fn median(v: &mut [f64]) -> f64 {
