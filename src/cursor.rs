@@ -27,9 +27,11 @@ const MAX_CHUNK_BYTES: usize = 256 << 10;
 /// whatever the size of the result. When you read faster than the worker fills chunks (you
 /// find the next one not there yet), the cursor asks for bigger ones, doubling up to 512 rows
 /// or about 256 KiB of row data per chunk (never below `iter_chunk_size`), which keeps the
-/// number of thread hand-offs low on big scans; a slow reader keeps the configured size. Read it with [`fetch_one`](Cursor::fetch_one),
-/// [`fetch_many`](Cursor::fetch_many), [`fetch_all`](Cursor::fetch_all) or as a
-/// [`Stream`] of `Result<Row>`.
+/// number of thread hand-offs low on big scans; a slow reader keeps the configured size.
+///
+/// Read it with [`fetch_one`](Cursor::fetch_one), [`fetch_many`](Cursor::fetch_many),
+/// [`fetch_all`](Cursor::fetch_all) or as a [`Stream`] of `Result<Row>`. When a step fails,
+/// the rows read before it come first, then the error.
 ///
 /// The statement stays open on the connection until the cursor is exhausted or dropped;
 /// dropping it early finalizes the statement. Reading on waits, like any statement, while

@@ -969,10 +969,7 @@ impl ConnState {
             self.db = db;
             // Cancellation, interrupts and timeouts run through the progress handler: give the
             // new connection ours.
-            let ctx = Arc::clone(&self.ctx);
-            let _ = self
-                .conn
-                .progress_handler(self.ctx.period() as i32, Some(move || ctx.on_progress()));
+            self.set_progress_period(self.ctx.period());
         }
         // The closure may have changed the busy timeout.
         self.refresh_busy_timeout();
