@@ -80,6 +80,7 @@ fn parse_args() -> Config {
             "--load" => cfg.load = num("--load"),
             "--current-thread" => cfg.multi_thread = false,
             "--no-spin" => NO_SPIN.store(true, Ordering::Relaxed),
+            "--default-mutexes" => DEFAULT_MUTEXES.store(true, Ordering::Relaxed),
             "--runtime-threads" => {
                 let t = num("--runtime-threads");
                 RUNTIME_THREADS.store(t, Ordering::Relaxed);
@@ -104,7 +105,7 @@ fn parse_args() -> Config {
                 println!(
                     "usage: aiolite-bench [--quick] [--rounds R] [--n N] [--m M] [--stream-rows S] \
                      [--readers K] [--load THREADS] [--current-thread] [--runtime-threads T] \
-                     [--no-spin] [--only w1,w2]"
+                     [--no-spin] [--default-mutexes] [--only w1,w2]"
                 );
                 std::process::exit(0);
             }
@@ -116,6 +117,10 @@ fn parse_args() -> Config {
 
 /// `--no-spin`: connections open with `worker_spin` and `wait_spin` zero (park at once).
 static NO_SPIN: AtomicBool = AtomicBool::new(false);
+
+/// `--default-mutexes`: leave SQLite's mutexes as they are (no
+/// `aiolite::install_spinning_mutexes`).
+static DEFAULT_MUTEXES: AtomicBool = AtomicBool::new(false);
 
 /// Worker threads of the multi-thread runtime (`--runtime-threads`); 0: tokio's default (one
 /// per core).
@@ -528,6 +533,13 @@ fn stream_memory(cfg: &Config, tmp: &mut Temp) -> Option<(f64, f64, u64, u64)> {
 
 fn main() {
     let cfg = parse_args();
+    let mutexes = if DEFAULT_MUTEXES.load(Ordering::Relaxed) {
+        "default"
+    } else {
+        // SAFETY: no thread has been started and SQLite has not been used yet.
+        unsafe { aiolite::install_spinning_mutexes() }.expect("SQLite not initialized yet");
+        "spinning"
+    };
     let stop = Arc::new(AtomicBool::new(false));
     let load: Vec<_> = (0..cfg.load)
         .map(|_| {
@@ -550,7 +562,7 @@ fn main() {
     let mut work: Vec<Workload> = workloads(&cfg).into_iter().filter(|w| wanted(w.name)).collect();
     let cores = std::thread::available_parallelism().map_or(0, usize::from);
     println!(
-        "aiolite-bench: N={} M={} stream={} rounds={} readers={} runtime={} runtime_threads={} load_threads={} cores={cores}",
+        "aiolite-bench: N={} M={} stream={} rounds={} readers={} runtime={} runtime_threads={} load_threads={} sqlite_mutexes={mutexes} cores={cores}",
         cfg.n,
         cfg.m,
         cfg.stream_rows,

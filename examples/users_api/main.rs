@@ -68,6 +68,9 @@ async fn shutdown_signal() {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // Pool readers on several runtime threads meet on SQLite's per-file mutex; let it spin
+    // before sleeping. SAFETY: nothing has used SQLite yet in this process.
+    unsafe { aiolite::install_spinning_mutexes()? };
     tracing_subscriber::fmt().with_target(false).init();
     let args = args()?;
     if let Some(dir) = args.db.parent().filter(|d| !d.as_os_str().is_empty()) {
