@@ -408,6 +408,23 @@ impl Stmt {
         Ok(Row::from_values(Arc::clone(&self.columns), values))
     }
 
+    /// Append the current row to `rows`, built in place. On error `rows` is unchanged.
+    #[inline]
+    pub(crate) fn push_row(&self, rows: &mut Vec<Row>) -> Result<()> {
+        rows.push(Row::empty(Arc::clone(&self.columns)));
+        let row = rows.last_mut().expect("just pushed");
+        for i in 0..self.columns.len() {
+            match self.value(i) {
+                Ok(v) => row.push_value(v),
+                Err(e) => {
+                    rows.pop();
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Reset for the next execution and clear the bindings (invariant 3).
     #[inline]
     pub(crate) fn reset(&mut self) {

@@ -33,7 +33,7 @@ pub struct ExecResult {
 #[derive(Debug)]
 pub struct CursorChunk {
     /// The result columns.
-    pub columns: Arc<[Column]>,
+    pub columns: Arc<Vec<Column>>,
     /// The rows of this chunk.
     pub rows: Vec<Row>,
     /// `true` when the statement finished (no more chunks; the cursor is closed).
@@ -1281,7 +1281,7 @@ fn fetch_rows(st: &mut Stmt, kind: FetchKind) -> Result<Reply> {
             // Size the vector like last time (bounded, and trimmed when it was far too big).
             let mut rows = Vec::with_capacity(st.rows_hint.min(1 << 20));
             while st.step()? {
-                rows.push(st.row()?);
+                st.push_row(&mut rows)?;
             }
             st.rows_hint = rows.len();
             if rows.len() < rows.capacity() / 2 {
@@ -1320,10 +1320,11 @@ fn read_chunk(st: &mut Stmt, n: usize) -> (Vec<Row>, Result<bool>) {
     let mut rows = Vec::with_capacity(n.min(1024));
     while rows.len() < n {
         match st.step() {
-            Ok(true) => match st.row() {
-                Ok(row) => rows.push(row),
-                Err(e) => return (rows, Err(e)),
-            },
+            Ok(true) => {
+                if let Err(e) = st.push_row(&mut rows) {
+                    return (rows, Err(e));
+                }
+            }
             Ok(false) => return (rows, Ok(true)),
             Err(e) => return (rows, Err(e)),
         }

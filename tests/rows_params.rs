@@ -534,5 +534,33 @@ fn invalid_utf8_text_is_an_error_not_a_panic() {
             "{err:?}"
         );
         assert_eq!(db.fetch_scalar::<i64>("SELECT 1", ()).await.unwrap(), Some(1));
+
+        // Mid-result, in the second column: fetch_all fails whole; a cursor gives the rows
+        // before the bad one (complete), then the error.
+        db.execute_script(
+            "CREATE TABLE u(i INTEGER, t TEXT);
+             INSERT INTO u VALUES (1, 'a'), (2, CAST(x'ff' AS TEXT)), (3, 'c');",
+        )
+        .await
+        .unwrap();
+        let err = db.fetch_all("SELECT i, t FROM u ORDER BY i", ()).await.unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidUtf8 { column } if column.contains('t')),
+            "{err:?}"
+        );
+        let mut cur = db.query("SELECT i, t FROM u ORDER BY i", ()).await.unwrap();
+        let first = cur.fetch_one().await.unwrap().unwrap();
+        assert_eq!(first.len(), 2);
+        assert_eq!(
+            (first.get::<i64>(0).unwrap(), first.get::<String>(1).unwrap()),
+            (1, "a".into())
+        );
+        let err = cur.fetch_one().await.unwrap_err();
+        assert!(matches!(err, Error::InvalidUtf8 { .. }), "{err:?}");
+        drop(cur);
+        assert_eq!(
+            db.fetch_scalar::<i64>("SELECT count(*) FROM u", ()).await.unwrap(),
+            Some(3)
+        );
     });
 }

@@ -67,7 +67,7 @@ pub(crate) struct RawCursor {
     /// The worker keeps the statement open (more rows may come).
     open: bool,
     buf: VecDeque<Row>,
-    columns: Option<Arc<[Column]>>,
+    columns: Option<Arc<Vec<Column>>>,
     /// Caches for `columns`.
     description: Option<Py<PyAny>>,
     desc_cursor: Option<Py<PyAny>>,
@@ -239,7 +239,11 @@ fn conv_for(slf: &Bound<'_, RawCursor>) -> PyResult<RowConv> {
         let cursor = match desc_cursor {
             Some(c) => c,
             None => {
-                let c = description_cursor(py, columns.as_deref().unwrap_or(&[]), core.detect_types())?;
+                let c = description_cursor(
+                    py,
+                    columns.as_deref().map_or(&[][..], Vec::as_slice),
+                    core.detect_types(),
+                )?;
                 slf.borrow_mut().desc_cursor = Some(c.clone_ref(py));
                 c
             }
@@ -539,7 +543,11 @@ impl RawCursor {
             let me = slf.borrow();
             (me.columns.clone(), me.core.clone_ref(py))
         };
-        let d = description(py, columns.as_deref(), core.bind(py).get().detect_types())?;
+        let d = description(
+            py,
+            columns.as_deref().map(Vec::as_slice),
+            core.bind(py).get().detect_types(),
+        )?;
         slf.borrow_mut().description = Some(d.clone_ref(py));
         Ok(d)
     }
