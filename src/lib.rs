@@ -154,7 +154,7 @@ pub use error::{Error, ErrorCode, Result};
 pub use executor::Executor;
 pub use functions::Aggregate;
 pub use hooks::{AuthRequest, Authorization, auth};
-pub use mutex::{install_spinning_mutexes, sqlite_mutex_contentions};
+pub use mutex::{install_spinning_mutexes, sqlite_mutex_sleeps};
 pub use options::{ConnectOptions, IsolationLevel, RECOMMENDED_PRAGMAS, TransactionBehavior};
 pub use params::Params;
 pub use pool::{Pool, PoolConnection, PoolOptions, PoolStats};
