@@ -9,7 +9,7 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll, Waker};
 use std::thread::Thread;
@@ -35,6 +35,8 @@ pub(crate) struct Queue {
     capacity: usize,
     /// The worker's spin-then-yield state while it waits for commands.
     backoff: Backoff,
+    /// The core the last command was submitted from (-1: unknown), see `spin`.
+    submitter_cpu: AtomicI32,
 }
 
 struct Inner {
@@ -57,6 +59,7 @@ impl Queue {
             thread: OnceLock::new(),
             capacity,
             backoff: Backoff::new(),
+            submitter_cpu: AtomicI32::new(-1),
         }
     }
 
@@ -105,6 +108,7 @@ impl Queue {
         }
         // Count it before it becomes visible, so the worker cannot finish it first.
         self.pending.fetch_add(1, Ordering::AcqRel);
+        self.submitter_cpu.store(crate::spin::current_cpu(), Ordering::Relaxed);
         q.jobs.push_back(job);
         self.len.store(q.jobs.len(), Ordering::SeqCst);
         drop(q);
@@ -138,6 +142,7 @@ impl Queue {
             return false;
         }
         self.pending.fetch_add(1, Ordering::AcqRel);
+        self.submitter_cpu.store(crate::spin::current_cpu(), Ordering::Relaxed);
         q.jobs.push_back(job);
         // `len` first: a worker that sees the queue closed must also see the close command.
         self.len.store(q.jobs.len(), Ordering::SeqCst);
@@ -217,7 +222,7 @@ impl Queue {
             if !spin.is_zero() {
                 let limit = spin.as_nanos().min(u128::from(u64::MAX)) as u64;
                 let ready = || self.len.load(Ordering::Relaxed) != 0 || self.state.load(Ordering::Relaxed) != OPEN;
-                if self.backoff.wait(limit, ready) {
+                if self.backoff.wait_for(limit, ready, Some(&self.submitter_cpu)) {
                     continue;
                 }
             }

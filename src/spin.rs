@@ -12,8 +12,19 @@
 //! The pure-spin budget adapts per waiter: it grows when the other side answers within it
 //! (hand-offs between cores are fast: spin more), and halves when the first yield actually
 //! gave the core away (another thread was waiting for it: spin less).
+//!
+//! **Sharing a core with the caller.** When the worker and its caller end up on the same core
+//! while another one is free, the scheduler tends to keep them together for as long as both
+//! stay runnable (and a spinning pair always is): every hand-off then costs two context
+//! switches, and a run of awaited calls goes at half speed or less. The worker notices (its
+//! yield gave the core away, and the last command was submitted from the core it runs on)
+//! and, at most every few milliseconds, hops to another core it is allowed on: it takes its
+//! current core out of its affinity mask, which makes the kernel move it at once, and puts the
+//! mask back as it was (Linux; elsewhere it does nothing). Nothing is pinned; a caller's
+//! threads are never touched.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 use std::time::Instant;
 
 const MIN_PURE: u32 = 4;
@@ -21,21 +32,39 @@ const MAX_PURE: u32 = 128;
 /// A `yield_now()` slower than this handed the core to another thread.
 const SHARED_CORE_NS: u64 = 1_500;
 
+/// At most one hop to another core per this many nanoseconds per worker.
+const HOP_INTERVAL_NS: u64 = 5_000_000;
+
 /// Per-waiter adaptive state (one per connection for callers, one for the worker).
 pub(crate) struct Backoff {
     pure: AtomicU32,
+    /// When the worker last hopped to another core (`now_ns`); 0: never.
+    last_hop: AtomicU64,
 }
 
 impl Backoff {
     pub(crate) const fn new() -> Self {
         Backoff {
             pure: AtomicU32::new(64),
+            last_hop: AtomicU64::new(0),
         }
     }
 
     /// Wait up to `limit_ns` for `ready()`; `true` when it became ready.
     #[inline]
-    pub(crate) fn wait(&self, limit_ns: u64, mut ready: impl FnMut() -> bool) -> bool {
+    pub(crate) fn wait(&self, limit_ns: u64, ready: impl FnMut() -> bool) -> bool {
+        self.wait_for(limit_ns, ready, None)
+    }
+
+    /// [`wait`](Self::wait) for the worker: `peer_cpu` is the core the last command was
+    /// submitted from; sharing it is a reason to hop (see the module docs).
+    #[inline]
+    pub(crate) fn wait_for(
+        &self,
+        limit_ns: u64,
+        mut ready: impl FnMut() -> bool,
+        peer_cpu: Option<&AtomicI32>,
+    ) -> bool {
         let pure = self.pure.load(Ordering::Relaxed);
         let start = Instant::now();
         let mut i = 0_u32;
@@ -61,6 +90,17 @@ impl Backoff {
             (pure + 1).min(MAX_PURE)
         };
         self.pure.store(next, Ordering::Relaxed);
+        if shared_core && let Some(peer) = peer_cpu {
+            let cpu = current_cpu();
+            if cpu >= 0 && peer.load(Ordering::Relaxed) == cpu {
+                let now = now_ns();
+                let last = self.last_hop.load(Ordering::Relaxed);
+                if last == 0 || now.saturating_sub(last) >= HOP_INTERVAL_NS {
+                    self.last_hop.store(now.max(1), Ordering::Relaxed);
+                    hop_off(cpu);
+                }
+            }
+        }
         loop {
             if ready() {
                 return true;
@@ -73,9 +113,103 @@ impl Backoff {
     }
 }
 
+fn now_ns() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    EPOCH.get_or_init(Instant::now).elapsed().as_nanos() as u64
+}
+
+/// The core this thread runs on, -1 when unknown.
+#[inline]
+pub(crate) fn current_cpu() -> i32 {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: no arguments, no memory.
+        unsafe { libc::sched_getcpu() }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        -1
+    }
+}
+
+/// Move this thread off core `cpu` to another core of its affinity mask, leaving the mask as
+/// it was. `true` when it moved. Does nothing when `cpu` is the only allowed core, when the
+/// mask cannot be read or set (a cgroup's cpuset may refuse), or off Linux.
+pub(crate) fn hop_off(cpu: i32) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        let Ok(cpu) = usize::try_from(cpu) else {
+            return false;
+        };
+        let size = std::mem::size_of::<libc::cpu_set_t>();
+        // SAFETY: `cpu_set_t` is plain data (all-zero is the empty set); the libc calls get
+        // pointers to live sets of the size passed, and pid 0 (this thread).
+        unsafe {
+            let mut mask: libc::cpu_set_t = std::mem::zeroed();
+            if cpu >= libc::CPU_SETSIZE as usize || libc::sched_getaffinity(0, size, &mut mask) != 0 {
+                return false;
+            }
+            if !libc::CPU_ISSET(cpu, &mask) {
+                return false;
+            }
+            let mut others = mask;
+            libc::CPU_CLR(cpu, &mut others);
+            if libc::CPU_COUNT(&others) == 0 || libc::sched_setaffinity(0, size, &others) != 0 {
+                return false;
+            }
+            // The kernel has moved this thread before returning; the old mask lets it stay
+            // where it is now and go anywhere it could before.
+            libc::sched_setaffinity(0, size, &mask);
+        }
+        true
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = cpu;
+        false
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn hop_off_moves_the_thread_and_keeps_its_mask() {
+        std::thread::spawn(|| {
+            let size = std::mem::size_of::<libc::cpu_set_t>();
+            // SAFETY: as in `hop_off`.
+            let before = unsafe {
+                let mut m: libc::cpu_set_t = std::mem::zeroed();
+                assert_eq!(libc::sched_getaffinity(0, size, &mut m), 0);
+                m
+            };
+            // SAFETY: as above.
+            if unsafe { libc::CPU_COUNT(&before) } < 2 {
+                eprintln!("one core allowed: nothing to hop to");
+                assert!(!hop_off(current_cpu()));
+                return;
+            }
+            let cpu = current_cpu();
+            assert!(hop_off(cpu));
+            assert_ne!(current_cpu(), cpu, "moved off the core it was on");
+            // SAFETY: as above.
+            let after = unsafe {
+                let mut m: libc::cpu_set_t = std::mem::zeroed();
+                assert_eq!(libc::sched_getaffinity(0, size, &mut m), 0);
+                m
+            };
+            // SAFETY: as above.
+            assert!(
+                unsafe { libc::CPU_EQUAL(&before, &after) },
+                "the mask is back as it was"
+            );
+            assert!(!hop_off(-1));
+        })
+        .join()
+        .unwrap();
+    }
 
     #[test]
     fn ready_at_once_grows_the_budget() {
