@@ -13,6 +13,12 @@
 //! (hand-offs between cores are fast: spin more), and halves when the first yield actually
 //! gave the core away (another thread was waiting for it: spin less).
 //!
+//! **A busy machine.** When every core has work, a `yield_now()` hands the core to another
+//! thread for a whole time slice (milliseconds): yielding until the reply came would make each
+//! call wait that long. A yield slower than 50 µs starts a quiet window (10 ms, doubling while
+//! yields stay that slow, up to 1 s) in which waits skip the yield phase and park at once; a
+//! parked thread that is woken gets a core back sooner.
+//!
 //! **Sharing a core with the caller.** When the worker and its caller end up on the same core
 //! while another one is free, the scheduler tends to keep them together for as long as both
 //! stay runnable (and a spinning pair always is): every hand-off then costs two context
@@ -34,12 +40,23 @@ const SHARED_CORE_NS: u64 = 1_500;
 
 /// At most one hop to another core per this many nanoseconds per worker.
 const HOP_INTERVAL_NS: u64 = 5_000_000;
+/// A `yield_now()` slower than this gave the core to a thread that ran a whole time slice: the
+/// machine is busy, and yielding again would wait as long.
+const EXPENSIVE_YIELD_NS: u64 = 50_000;
+/// How long a waiter parks straight away after an expensive yield: doubling from the first
+/// while yields stay expensive, back to the first after a cheap one.
+const QUIET_MIN_NS: u64 = 10_000_000;
+const QUIET_MAX_NS: u64 = 1_000_000_000;
 
 /// Per-waiter adaptive state (one per connection for callers, one for the worker).
 pub(crate) struct Backoff {
     pure: AtomicU32,
     /// When the worker last hopped to another core (`now_ns`); 0: never.
     last_hop: AtomicU64,
+    /// Until when (`now_ns`) waits skip the yield phase and park at once.
+    quiet_until: AtomicU64,
+    /// The length of the next quiet window.
+    quiet_len: AtomicU64,
 }
 
 impl Backoff {
@@ -47,7 +64,22 @@ impl Backoff {
         Backoff {
             pure: AtomicU32::new(64),
             last_hop: AtomicU64::new(0),
+            quiet_until: AtomicU64::new(0),
+            quiet_len: AtomicU64::new(QUIET_MIN_NS),
         }
+    }
+
+    /// A yield just took `took_ns`. When that was a whole time slice of someone else's, start
+    /// a quiet window (see `wait_for`) and say so.
+    #[inline]
+    fn yield_was_expensive(&self, took_ns: u64) -> bool {
+        if took_ns < EXPENSIVE_YIELD_NS {
+            return false;
+        }
+        let len = self.quiet_len.load(Ordering::Relaxed);
+        self.quiet_until.store(now_ns() + len, Ordering::Relaxed);
+        self.quiet_len.store((len * 2).min(QUIET_MAX_NS), Ordering::Relaxed);
+        true
     }
 
     /// Wait up to `limit_ns` for `ready()`; `true` when it became ready.
@@ -79,11 +111,27 @@ impl Backoff {
                 return false;
             }
         }
-        // Yield phase. A first yield that took a while means another thread ran on this
-        // core (often the very thread being waited for): pure spinning would have starved it.
+        // Yield phase, unless a recent yield showed a busy machine: there a yield waits for
+        // other threads' whole time slices (milliseconds), while a parked thread that is woken
+        // gets the core back soon, so park at once until the quiet window ends.
+        let quiet_until = self.quiet_until.load(Ordering::Relaxed);
+        if quiet_until != 0 {
+            if now_ns() < quiet_until {
+                return ready();
+            }
+            self.quiet_until.store(0, Ordering::Relaxed);
+        }
+        // A first yield that took a while means another thread ran on this core (often the
+        // very thread being waited for): pure spinning would have starved it.
         let before = Instant::now();
         std::thread::yield_now();
-        let shared_core = before.elapsed().as_nanos() as u64 >= SHARED_CORE_NS;
+        let took = before.elapsed().as_nanos() as u64;
+        if self.yield_was_expensive(took) {
+            return ready();
+        }
+        // A cheap yield: the machine has room again.
+        self.quiet_len.store(QUIET_MIN_NS, Ordering::Relaxed);
+        let shared_core = took >= SHARED_CORE_NS;
         let next = if shared_core {
             (pure / 2).max(MIN_PURE)
         } else {
@@ -108,7 +156,11 @@ impl Backoff {
             if start.elapsed().as_nanos() as u64 >= limit_ns {
                 return false;
             }
+            let before = Instant::now();
             std::thread::yield_now();
+            if self.yield_was_expensive(before.elapsed().as_nanos() as u64) {
+                return ready();
+            }
         }
     }
 }
@@ -222,12 +274,33 @@ mod tests {
     fn a_long_wait_ends_in_the_yield_phase() {
         let b = Backoff::new();
         let mut calls = 0;
-        assert!(b.wait(u64::MAX, || {
+        // A busy test machine may make a yield expensive: the wait then ends early (the real
+        // callers park and come back), so wait again until ready, as they do.
+        while !b.wait(u64::MAX, || {
             calls += 1;
             calls > 500
-        }));
+        }) {}
+        assert!(calls > 500);
         let pure = b.pure.load(Ordering::Relaxed);
         assert!((MIN_PURE..=MAX_PURE).contains(&pure), "{pure}");
+    }
+
+    #[test]
+    fn an_expensive_yield_makes_waits_park_at_once() {
+        let b = Backoff::new();
+        assert!(!b.yield_was_expensive(SHARED_CORE_NS));
+        assert_eq!(b.quiet_until.load(Ordering::Relaxed), 0);
+        assert!(b.yield_was_expensive(EXPENSIVE_YIELD_NS));
+        assert_eq!(b.quiet_len.load(Ordering::Relaxed), 2 * QUIET_MIN_NS);
+        // No time limit and never ready: only the quiet window ends this wait (after the
+        // pure spin), instead of yielding forever.
+        assert!(!b.wait(u64::MAX, || false));
+        assert!(b.wait(u64::MAX, || true));
+        // The window doubles while yields stay expensive, up to the cap.
+        for _ in 0..40 {
+            b.yield_was_expensive(EXPENSIVE_YIELD_NS);
+        }
+        assert_eq!(b.quiet_len.load(Ordering::Relaxed), QUIET_MAX_NS);
     }
 
     #[test]
