@@ -4,6 +4,7 @@
 //!
 //! ```sh
 //! cargo run --release -p aiolite-bench                 # full run (N=20 000, M=200 000, 5 rounds)
+//! cargo run --release -p aiolite-bench -- --rounds 15  # the README's figures
 //! cargo run --release -p aiolite-bench -- --quick      # small sizes, 1 round (CI smoke)
 //! cargo run --release -p aiolite-bench -- --load 2     # with 2 busy threads competing for CPU
 //! cargo run --release -p aiolite-bench -- --only point_select,insert_txn --rounds 9
@@ -13,9 +14,15 @@
 //! `--runtime-threads T` sets the tokio runtime's worker threads (default: one per core);
 //! `--no-spin` opens aiolite's connections with `worker_spin` and `wait_spin` at zero (every
 //! hand-off parks and wakes a thread), to see what the spinning buys.
-//! concurrent_read's rusqlite side runs 4 OS threads; SQLite blocks a thread on its per-file
-//! lock mutex now and then, and with only 2 runtime threads on 2 cores each such block idles a
-//! core, so `--runtime-threads 4` is the like-for-like comparison.
+//!
+//! The bench calls `aiolite::install_spinning_mutexes()` before anything else, as the README
+//! recommends for services; SQLite's mutexes are process-wide, so the rusqlite side runs with
+//! them too. `--default-mutexes` leaves SQLite's own. It matters for concurrent_read: its
+//! rusqlite side runs 4 OS threads, aiolite's reads run inline on the runtime's threads, and
+//! both meet on SQLite's per-file WAL mutex at the start and end of every read.
+//!
+//! Each workload's table row gives the median ratio and the range over the rounds: on a shared
+//! VM some workloads run in two modes (see the README).
 //!
 //! Both sides use the same bundled SQLite, the same pragmas (the recommended set: WAL,
 //! synchronous=NORMAL, foreign_keys, 64 MB cache, temp_store=MEMORY), a prepared-statement
