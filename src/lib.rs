@@ -90,7 +90,12 @@
 //! reply is expected within microseconds ([`ConnectOptions::wait_spin`]); and short read-only
 //! queries run directly on the caller's thread when the connection is idle
 //! ([`ConnectOptions::inline_reads`]), aborted and re-queued to the worker if they exceed a
-//! 50 µs budget, so the executor is never held longer than that.
+//! 50 µs budget, so the executor is never held longer than that. The waits adapt: a yield that
+//! hands the core to a whole time slice of another thread (a busy machine) makes waits park at
+//! once for a while, and a worker that finds itself on its caller's core moves itself once to
+//! another core it may use (Linux; its affinity is left as it was). For reads on several
+//! threads at once, [`install_spinning_mutexes`] makes SQLite's own mutexes spin before they
+//! sleep (process-wide, opt-in).
 //!
 //! **Backends.** The worker runs commands against a backend: local SQLite, or (feature
 //! `dqlite`) a remote dqlite cluster over its wire protocol. The transaction gate,
