@@ -92,8 +92,9 @@
 //! ([`ConnectOptions::inline_reads`]), aborted and re-queued to the worker if they exceed a
 //! 50 µs budget, so the executor is never held longer than that. The waits adapt: a yield that
 //! hands the core to a whole time slice of another thread (a busy machine) makes waits park at
-//! once for a while, and a worker that finds itself on its caller's core moves itself once to
-//! another core it may use (Linux; its affinity is left as it was). For reads on several
+//! once for a while, and a worker that finds itself on its caller's core moves to another core
+//! it may use, at most every 5 ms (Linux; its affinity mask is narrowed for the move and put
+//! back). For reads on several
 //! threads at once, [`install_spinning_mutexes`] makes SQLite's own mutexes spin before they
 //! sleep (process-wide, opt-in).
 //!

@@ -20,8 +20,9 @@ use rusqlite::ffi;
 use crate::error::{Error, Result};
 
 /// Attempts (`xMutexTry`) before falling back to the sleeping `xMutexEnter`. Each attempt is
-/// followed by a few pause instructions; the whole spin lasts a few microseconds, about one
-/// `fcntl` call, which is the longest thing SQLite does under a contended mutex.
+/// followed by a few pause instructions; the whole spin lasts from a few microseconds to ~20 µs
+/// depending on how long the CPU's `pause` is, the order of one `fcntl` call, which is the
+/// longest thing SQLite does under a contended mutex.
 const SPIN_TRIES: u32 = 100;
 const PAUSES_PER_TRY: u32 = 4;
 
@@ -31,6 +32,9 @@ static ORIGINAL: OnceLock<ffi::sqlite3_mutex_methods> = OnceLock::new();
 static INSTALLED: AtomicBool = AtomicBool::new(false);
 /// Times a thread spun without getting a mutex and went to sleep on it.
 static SLEPT: AtomicU64 = AtomicU64::new(0);
+/// `xMutexTry` can succeed in this build (SQLite allows one that always fails, as on Windows
+/// builds without `TryEnterCriticalSection`): without it, spinning would only delay.
+static TRY_WORKS: AtomicBool = AtomicBool::new(true);
 
 unsafe extern "C" fn spin_enter(m: *mut ffi::sqlite3_mutex) {
     let orig = ORIGINAL.get().expect("installed before use");
@@ -39,6 +43,9 @@ unsafe extern "C" fn spin_enter(m: *mut ffi::sqlite3_mutex) {
     };
     // SAFETY: SQLite calls us with a mutex its own `xMutexAlloc` made; we pass it on.
     unsafe {
+        if !TRY_WORKS.load(Ordering::Relaxed) {
+            return enter(m);
+        }
         if try_enter(m) == ffi::SQLITE_OK {
             return;
         }
@@ -72,6 +79,11 @@ unsafe extern "C" fn spin_enter(m: *mut ffi::sqlite3_mutex) {
 ///
 /// Returns `Ok(())` once installed, and again on later calls.
 ///
+/// When SQLite was never initialized, this initializes and shuts it down once to load its
+/// default mutexes, which resets `sqlite3_temp_directory` and `sqlite3_data_directory` if
+/// they were assigned before; it leaves SQLite initialized. On a build whose `xMutexTry`
+/// always fails the wrapper does not spin.
+///
 /// # Failure
 /// [`Error::Unsupported`] when SQLite is already initialized in this process (a database
 /// was opened through aiolite, rusqlite or anything else linking the same SQLite): SQLite
@@ -93,8 +105,8 @@ unsafe extern "C" fn spin_enter(m: *mut ffi::sqlite3_mutex) {
 /// ```
 pub unsafe fn install_spinning_mutexes() -> Result<()> {
     let not_now = || Error::Unsupported {
-        message: "SQLite is already initialized in this process; install_spinning_mutexes \
-                  must run before any database is opened"
+        message: "SQLite is already initialized in this process (or was built without mutexes); \
+                  install_spinning_mutexes must run before any database is opened"
             .into(),
     };
     if INSTALLED.load(Ordering::Acquire) {
@@ -132,6 +144,20 @@ pub unsafe fn install_spinning_mutexes() -> Result<()> {
         return Err(not_now());
     }
     INSTALLED.store(true, Ordering::Release);
+    // Check that a free mutex can be taken with `xMutexTry` (this initializes SQLite, with
+    // our methods).
+    // SAFETY: as above; the mutex is ours from allocation to free.
+    unsafe {
+        let m = ffi::sqlite3_mutex_alloc(ffi::SQLITE_MUTEX_FAST);
+        if !m.is_null() {
+            if ffi::sqlite3_mutex_try(m) == ffi::SQLITE_OK {
+                ffi::sqlite3_mutex_leave(m);
+            } else {
+                TRY_WORKS.store(false, Ordering::Relaxed);
+            }
+            ffi::sqlite3_mutex_free(m);
+        }
+    }
     Ok(())
 }
 

@@ -198,8 +198,12 @@ impl ConnectOptions {
     /// parked thread takes tens of microseconds to wake on virtual machines, so a short spin
     /// makes back-to-back awaited calls several times faster, at the cost of that much CPU
     /// after each burst. The spin is adaptive: a few rounds of `pause`, then
-    /// `std::thread::yield_now()`, so a thread that shares the core (on a busy machine) is
-    /// not starved. Default 50 µs; `Duration::ZERO` parks at once.
+    /// `std::thread::yield_now()`, so a thread that shares the core is not starved. A yield
+    /// slower than 50 µs (a busy machine: it waited out someone's time slice) makes the waits
+    /// park at once for a while (10 ms, doubling up to 1 s while yields stay slow); a worker
+    /// that finds itself on the core of the thread that submitted the last command moves to
+    /// another core it may use, at most every 5 ms (Linux: its affinity mask is narrowed for
+    /// the move and put back). Default 50 µs; `Duration::ZERO` parks at once (and never moves).
     pub fn worker_spin(mut self, spin: Duration) -> Self {
         self.worker_spin = spin;
         self
@@ -208,9 +212,9 @@ impl ConnectOptions {
     /// Upper bound of the caller-side spin: a future waiting for its reply may spin up to this
     /// long before it yields to the executor — only when the worker was awake and recent
     /// commands finished well within the bound, so it never spins on long statements. Like
-    /// [`worker_spin`](Self::worker_spin) it turns into `yield_now()` after a few rounds. It
-    /// holds the executor thread for at most this long. Default 20 µs; `Duration::ZERO`
-    /// disables it.
+    /// [`worker_spin`](Self::worker_spin) it turns into `yield_now()` after a few rounds, and
+    /// parks at once for a while after a slow yield. It holds the executor thread for at most
+    /// this long, plus one yield on a busy machine. Default 20 µs; `Duration::ZERO` disables it.
     pub fn wait_spin(mut self, spin: Duration) -> Self {
         self.wait_spin = spin;
         self

@@ -119,25 +119,19 @@ impl Backoff {
             if now_ns() < quiet_until {
                 return ready();
             }
-            self.quiet_until.store(0, Ordering::Relaxed);
+            // Over (unless another waiter of this connection just opened a new window).
+            let _ = self
+                .quiet_until
+                .compare_exchange(quiet_until, 0, Ordering::Relaxed, Ordering::Relaxed);
         }
         // A first yield that took a while means another thread ran on this core (often the
         // very thread being waited for): pure spinning would have starved it.
         let before = Instant::now();
         std::thread::yield_now();
         let took = before.elapsed().as_nanos() as u64;
-        if self.yield_was_expensive(took) {
-            return ready();
-        }
-        // A cheap yield: the machine has room again.
-        self.quiet_len.store(QUIET_MIN_NS, Ordering::Relaxed);
         let shared_core = took >= SHARED_CORE_NS;
-        let next = if shared_core {
-            (pure / 2).max(MIN_PURE)
-        } else {
-            (pure + 1).min(MAX_PURE)
-        };
-        self.pure.store(next, Ordering::Relaxed);
+        // Sharing a core with the thread that submitted the last command: hop (checked before
+        // the busy-machine test below, since a partner's long turn also makes a slow yield).
         if shared_core && let Some(peer) = peer_cpu {
             let cpu = current_cpu();
             if cpu >= 0 && peer.load(Ordering::Relaxed) == cpu {
@@ -149,6 +143,17 @@ impl Backoff {
                 }
             }
         }
+        if self.yield_was_expensive(took) {
+            return ready();
+        }
+        // A cheap yield: the machine has room again.
+        self.quiet_len.store(QUIET_MIN_NS, Ordering::Relaxed);
+        let next = if shared_core {
+            (pure / 2).max(MIN_PURE)
+        } else {
+            (pure + 1).min(MAX_PURE)
+        };
+        self.pure.store(next, Ordering::Relaxed);
         loop {
             if ready() {
                 return true;
@@ -184,41 +189,49 @@ pub(crate) fn current_cpu() -> i32 {
     }
 }
 
-/// Move this thread off core `cpu` to another core of its affinity mask, leaving the mask as
-/// it was. `true` when it moved. Does nothing when `cpu` is the only allowed core, when the
-/// mask cannot be read or set (a cgroup's cpuset may refuse), or off Linux.
-pub(crate) fn hop_off(cpu: i32) -> bool {
+/// Move this thread off core `cpu` to another core of its affinity mask, then put the mask
+/// back. Returns the core it moved to (read while the narrowed mask was in force). Does
+/// nothing when `cpu` is the only allowed core, when the mask cannot be read or narrowed (a
+/// cgroup's cpuset may refuse), or off Linux.
+///
+/// The mask put back is the one read before, which is the thread's effective mask: on kernels
+/// that keep a separate requested mask, CPUs brought online later are then not added to this
+/// worker by themselves.
+pub(crate) fn hop_off(cpu: i32) -> Option<i32> {
     #[cfg(target_os = "linux")]
     {
-        let Ok(cpu) = usize::try_from(cpu) else {
-            return false;
-        };
+        let cpu_idx = usize::try_from(cpu).ok()?;
         let size = std::mem::size_of::<libc::cpu_set_t>();
         // SAFETY: `cpu_set_t` is plain data (all-zero is the empty set); the libc calls get
         // pointers to live sets of the size passed, and pid 0 (this thread).
         unsafe {
             let mut mask: libc::cpu_set_t = std::mem::zeroed();
-            if cpu >= libc::CPU_SETSIZE as usize || libc::sched_getaffinity(0, size, &mut mask) != 0 {
-                return false;
+            if cpu_idx >= libc::CPU_SETSIZE as usize || libc::sched_getaffinity(0, size, &mut mask) != 0 {
+                return None;
             }
-            if !libc::CPU_ISSET(cpu, &mask) {
-                return false;
+            if !libc::CPU_ISSET(cpu_idx, &mask) {
+                return None;
             }
             let mut others = mask;
-            libc::CPU_CLR(cpu, &mut others);
+            libc::CPU_CLR(cpu_idx, &mut others);
             if libc::CPU_COUNT(&others) == 0 || libc::sched_setaffinity(0, size, &others) != 0 {
-                return false;
+                return None;
             }
-            // The kernel has moved this thread before returning; the old mask lets it stay
-            // where it is now and go anywhere it could before.
-            libc::sched_setaffinity(0, size, &mask);
+            // The kernel has moved this thread before returning.
+            let moved_to = current_cpu();
+            // The old mask lets it stay where it is now and go anywhere it could before.
+            if libc::sched_setaffinity(0, size, &mask) != 0 && libc::sched_setaffinity(0, size, &mask) != 0 {
+                tracing::warn!(
+                    "aiolite: could not restore a worker thread's CPU affinity after moving it off CPU {cpu}"
+                );
+            }
+            Some(moved_to)
         }
-        true
     }
     #[cfg(not(target_os = "linux"))]
     {
         let _ = cpu;
-        false
+        None
     }
 }
 
@@ -231,33 +244,30 @@ mod tests {
     fn hop_off_moves_the_thread_and_keeps_its_mask() {
         std::thread::spawn(|| {
             let size = std::mem::size_of::<libc::cpu_set_t>();
-            // SAFETY: as in `hop_off`.
-            let before = unsafe {
-                let mut m: libc::cpu_set_t = std::mem::zeroed();
-                assert_eq!(libc::sched_getaffinity(0, size, &mut m), 0);
-                m
+            let mask = || {
+                // SAFETY: as in `hop_off`.
+                unsafe {
+                    let mut m: libc::cpu_set_t = std::mem::zeroed();
+                    assert_eq!(libc::sched_getaffinity(0, size, &mut m), 0);
+                    m
+                }
             };
-            // SAFETY: as above.
+            let before = mask();
+            // SAFETY: reads a live set.
             if unsafe { libc::CPU_COUNT(&before) } < 2 {
                 eprintln!("one core allowed: nothing to hop to");
-                assert!(!hop_off(current_cpu()));
+                assert_eq!(hop_off(current_cpu()), None);
                 return;
             }
             let cpu = current_cpu();
-            assert!(hop_off(cpu));
-            assert_ne!(current_cpu(), cpu, "moved off the core it was on");
-            // SAFETY: as above.
-            let after = unsafe {
-                let mut m: libc::cpu_set_t = std::mem::zeroed();
-                assert_eq!(libc::sched_getaffinity(0, size, &mut m), 0);
-                m
-            };
-            // SAFETY: as above.
+            let moved_to = hop_off(cpu).expect("another core is allowed");
+            assert_ne!(moved_to, cpu, "moved off the core it was on");
+            // SAFETY: reads two live sets.
             assert!(
-                unsafe { libc::CPU_EQUAL(&before, &after) },
+                unsafe { libc::CPU_EQUAL(&before, &mask()) },
                 "the mask is back as it was"
             );
-            assert!(!hop_off(-1));
+            assert_eq!(hop_off(-1), None);
         })
         .join()
         .unwrap();
@@ -292,8 +302,11 @@ mod tests {
         assert_eq!(b.quiet_until.load(Ordering::Relaxed), 0);
         assert!(b.yield_was_expensive(EXPENSIVE_YIELD_NS));
         assert_eq!(b.quiet_len.load(Ordering::Relaxed), 2 * QUIET_MIN_NS);
+        assert!(b.quiet_until.load(Ordering::Relaxed) > now_ns());
         // No time limit and never ready: only the quiet window ends this wait (after the
-        // pure spin), instead of yielding forever.
+        // pure spin), instead of yielding forever. (The window is made endless here so that
+        // a test thread descheduled for 10 ms cannot see it close.)
+        b.quiet_until.store(u64::MAX, Ordering::Relaxed);
         assert!(!b.wait(u64::MAX, || false));
         assert!(b.wait(u64::MAX, || true));
         // The window doubles while yields stay expensive, up to the cap.
@@ -308,6 +321,8 @@ mod tests {
         let b = Backoff::new();
         let start = Instant::now();
         assert!(!b.wait(200_000, || false));
-        assert!(start.elapsed().as_nanos() >= 200_000);
+        // The limit, or earlier when a yield was slow enough to open a quiet window (a busy
+        // test machine).
+        assert!(start.elapsed().as_nanos() >= 200_000 || b.quiet_until.load(Ordering::Relaxed) != 0);
     }
 }

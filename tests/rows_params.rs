@@ -545,7 +545,7 @@ fn invalid_utf8_text_is_an_error_not_a_panic() {
         .unwrap();
         let err = db.fetch_all("SELECT i, t FROM u ORDER BY i", ()).await.unwrap_err();
         assert!(
-            matches!(&err, Error::InvalidUtf8 { column } if column.contains('t')),
+            matches!(&err, Error::InvalidUtf8 { column } if column == "t"),
             "{err:?}"
         );
         let mut cur = db.query("SELECT i, t FROM u ORDER BY i", ()).await.unwrap();

@@ -25,19 +25,25 @@ fn spinning_mutexes_install_and_keep_sqlite_correct() {
     unsafe { aiolite::install_spinning_mutexes() }.expect("a second call is a no-op");
     assert_eq!(aiolite::sqlite_mutex_sleeps(), 0);
 
-    // A held mutex: the second thread goes through our `xMutexEnter` (counted), then gets it
-    // once the holder lets go.
+    // A held mutex: the second thread goes through our `xMutexEnter`, spins, sleeps (counted),
+    // and gets the mutex once the holder lets go. The holder lets go only after seeing the
+    // sleep counted, so no timing is assumed.
     // SAFETY: plain SQLite mutex API; the mutex is freed at the end and used only meanwhile.
     let m = RawMutex(unsafe { ffi::sqlite3_mutex_alloc(ffi::SQLITE_MUTEX_FAST) });
     assert!(!m.0.is_null());
     let (held_tx, held_rx) = mpsc::channel();
+    let (tried_tx, tried_rx) = mpsc::channel();
     std::thread::scope(|s| {
         let m = &m;
         s.spawn(move || {
             // SAFETY: as above.
             unsafe { ffi::sqlite3_mutex_enter(m.0) };
             held_tx.send(()).unwrap();
-            std::thread::sleep(Duration::from_millis(30));
+            tried_rx.recv().unwrap();
+            let start = std::time::Instant::now();
+            while aiolite::sqlite_mutex_sleeps() == 0 && start.elapsed() < Duration::from_secs(10) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
             // SAFETY: held by this thread.
             unsafe { ffi::sqlite3_mutex_leave(m.0) };
         });
@@ -45,12 +51,14 @@ fn spinning_mutexes_install_and_keep_sqlite_correct() {
         // SAFETY: as above.
         unsafe {
             assert_eq!(ffi::sqlite3_mutex_try(m.0), ffi::SQLITE_BUSY);
+            tried_tx.send(()).unwrap();
             ffi::sqlite3_mutex_enter(m.0);
             ffi::sqlite3_mutex_leave(m.0);
         }
     });
-    assert!(
-        aiolite::sqlite_mutex_sleeps() >= 1,
+    assert_eq!(
+        aiolite::sqlite_mutex_sleeps(),
+        1,
         "the blocked enter spun, then slept, in the wrapper"
     );
     // SAFETY: no longer used.
