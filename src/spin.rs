@@ -129,9 +129,21 @@ impl Backoff {
         let before = Instant::now();
         std::thread::yield_now();
         let took = before.elapsed().as_nanos() as u64;
+        if self.yield_was_expensive(took) {
+            return ready();
+        }
+        // A cheap yield: the machine has room again.
+        self.quiet_len.store(QUIET_MIN_NS, Ordering::Relaxed);
         let shared_core = took >= SHARED_CORE_NS;
-        // Sharing a core with the thread that submitted the last command: hop (checked before
-        // the busy-machine test below, since a partner's long turn also makes a slow yield).
+        let next = if shared_core {
+            (pure / 2).max(MIN_PURE)
+        } else {
+            (pure + 1).min(MAX_PURE)
+        };
+        self.pure.store(next, Ordering::Relaxed);
+        // Sharing a core with the thread that submitted the last command: hop. (Only after a
+        // cheap yield: a slow one already sends this waiter to park, and hopping on every
+        // slow yield measured worse.)
         if shared_core && let Some(peer) = peer_cpu {
             let cpu = current_cpu();
             if cpu >= 0 && peer.load(Ordering::Relaxed) == cpu {
@@ -143,17 +155,6 @@ impl Backoff {
                 }
             }
         }
-        if self.yield_was_expensive(took) {
-            return ready();
-        }
-        // A cheap yield: the machine has room again.
-        self.quiet_len.store(QUIET_MIN_NS, Ordering::Relaxed);
-        let next = if shared_core {
-            (pure / 2).max(MIN_PURE)
-        } else {
-            (pure + 1).min(MAX_PURE)
-        };
-        self.pure.store(next, Ordering::Relaxed);
         loop {
             if ready() {
                 return true;
