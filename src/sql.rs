@@ -68,7 +68,54 @@ fn verb_of(word: &str) -> Option<Verb> {
 }
 
 /// Classify a statement by its leading keyword.
+///
+/// Called on every `fetch_*` (inline reads, pool routing): the common case — optional ASCII
+/// whitespace, then an ASCII word — is read from the bytes without the general scan.
+#[inline]
 pub(crate) fn verb(sql: &str) -> Verb {
+    let b = sql.as_bytes();
+    let mut i = 0;
+    while i < b.len() && b[i].is_ascii_whitespace() {
+        i += 1;
+    }
+    if i < b.len() && b[i].is_ascii_alphabetic() {
+        // The word, upper-cased, packed into a u64 (only its first 8 bytes count: no keyword
+        // here is longer than 7).
+        let mut word = 0_u64;
+        let mut n = 0;
+        while let Some(&c) = b.get(i + n) {
+            if !(c.is_ascii_alphanumeric() || c == b'_') {
+                break;
+            }
+            if n < 8 {
+                word = word << 8 | u64::from(c.to_ascii_uppercase());
+            }
+            n += 1;
+        }
+        const fn packed(k: &[u8]) -> u64 {
+            let mut w = 0_u64;
+            let mut j = 0;
+            while j < k.len() {
+                w = w << 8 | k[j] as u64;
+                j += 1;
+            }
+            w
+        }
+        return match (n, word) {
+            (6, w) if w == packed(b"SELECT") || w == packed(b"VALUES") => Verb::Select,
+            (6, w) if w == packed(b"INSERT") => Verb::Insert,
+            (7, w) if w == packed(b"REPLACE") => Verb::Insert,
+            (6, w) if w == packed(b"UPDATE") => Verb::Update,
+            (6, w) if w == packed(b"DELETE") => Verb::Delete,
+            (4, w) if w == packed(b"WITH") => verb_after_ctes(&sql[i + n..]),
+            _ => Verb::Other,
+        };
+    }
+    verb_general(sql)
+}
+
+/// [`verb`] for any text (comments, other whitespace before the first keyword).
+fn verb_general(sql: &str) -> Verb {
     let s = skip_trivia(sql);
     let word = keyword(s);
     if let Some(v) = verb_of(word) {
@@ -172,6 +219,25 @@ mod tests {
         assert_eq!(verb("WITH x AS (SELECT 1) DELETE FROM t"), Verb::Delete);
         assert!(Verb::Update.is_dml());
         assert!(!Verb::Select.is_dml());
+    }
+
+    proptest::proptest! {
+        /// The byte fast path of `verb` agrees with the general scan on any text, including
+        /// the inputs built to sit at its edges.
+        #[test]
+        fn verb_fast_path_agrees_with_the_general_scan(
+            lead in "[ \t\r\n\x0b\x0c]{0,3}",
+            word in "(?i)(select|values|insert|replace|update|delete|with|create|pragma|selectx|_x|é)",
+            rest in "[ a-zA-Z_(),'\"-/*\n;é]{0,20}",
+        ) {
+            let text = format!("{lead}{word}{rest}");
+            proptest::prop_assert_eq!(verb(&text), verb_general(&text), "{:?}", text);
+        }
+
+        #[test]
+        fn verb_agrees_on_any_text(text in "\\PC{0,24}") {
+            proptest::prop_assert_eq!(verb(&text), verb_general(&text), "{:?}", text);
+        }
     }
 
     #[test]
