@@ -26,7 +26,8 @@ fn serial() -> Serial {
     let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     assert!(
         common::eventually(|| common::worker_threads() == 0),
-        "a worker thread of an earlier test did not exit"
+        "a worker thread of an earlier test did not exit: {:?}",
+        common::worker_thread_names()
     );
     Serial(guard)
 }
@@ -59,7 +60,11 @@ fn test_connection_context() {
         let db = connect(":memory:").await.unwrap();
         db.execute("CREATE TABLE t(x)", ()).await.unwrap();
     });
-    assert!(common::eventually(|| common::worker_threads() == before));
+    assert!(
+        common::eventually(|| common::worker_threads() == before),
+        "worker threads left behind: {:?}",
+        common::worker_thread_names()
+    );
 }
 
 #[test]
@@ -524,7 +529,11 @@ fn test_connect_base_exception() {
             );
         }
     });
-    assert!(common::eventually(|| common::worker_threads() == before));
+    assert!(
+        common::eventually(|| common::worker_threads() == before),
+        "worker threads left behind: {:?}",
+        common::worker_thread_names()
+    );
 }
 
 #[test]
@@ -755,7 +764,11 @@ fn test_emits_warning_when_left_open() {
     });
     let events = events.lock().unwrap();
     assert!(events.iter().any(|e| e.contains("dropped without close")), "{events:?}");
-    assert!(common::eventually(|| common::worker_threads() == before));
+    assert!(
+        common::eventually(|| common::worker_threads() == before),
+        "worker threads left behind: {:?}",
+        common::worker_thread_names()
+    );
 }
 
 #[test]
@@ -770,7 +783,11 @@ fn test_stop_without_close() {
         assert!(matches!(db.execute("SELECT 1", ()).await, Err(Error::Closed)));
         db.stop();
     });
-    assert!(common::eventually(|| common::worker_threads() == before));
+    assert!(
+        common::eventually(|| common::worker_threads() == before),
+        "worker threads left behind: {:?}",
+        common::worker_thread_names()
+    );
 }
 
 #[test]
@@ -788,5 +805,9 @@ fn test_stop_after_event_loop_closed() {
     };
     db.stop();
     drop(db);
-    assert!(common::eventually(|| common::worker_threads() == before));
+    assert!(
+        common::eventually(|| common::worker_threads() == before),
+        "worker threads left behind: {:?}",
+        common::worker_thread_names()
+    );
 }

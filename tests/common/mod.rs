@@ -35,25 +35,42 @@ pub fn thread_count() -> usize {
     std::fs::read_dir("/proc/self/task").map(|d| d.count()).unwrap_or(0)
 }
 
-/// Names of this process's aiolite worker threads (Linux).
+/// Number of this process's aiolite worker threads (Linux).
 pub fn worker_threads() -> usize {
+    worker_thread_names().len()
+}
+
+/// Names and states (from `/proc/self/task/*/stat`) of this process's aiolite worker
+/// threads: what a failed leak check prints.
+pub fn worker_thread_names() -> Vec<String> {
     std::fs::read_dir("/proc/self/task")
         .map(|d| {
             d.filter_map(|e| e.ok())
-                .filter(|e| {
-                    std::fs::read_to_string(e.path().join("comm"))
-                        .map(|n| n.starts_with("aiolite-"))
-                        .unwrap_or(false)
+                .filter_map(|e| {
+                    let name = std::fs::read_to_string(e.path().join("comm")).ok()?;
+                    let name = name.trim_end();
+                    name.starts_with("aiolite-").then(|| {
+                        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+                        let state = stat
+                            .rsplit(')')
+                            .next()
+                            .unwrap_or("")
+                            .split_whitespace()
+                            .next()
+                            .unwrap_or("?");
+                        format!("{name} ({state})")
+                    })
                 })
-                .count()
+                .collect()
         })
-        .unwrap_or(0)
+        .unwrap_or_default()
 }
 
-/// Wait (polling, up to 5 s) until `cond` holds.
+/// Wait until `cond` holds: polls every 5 ms, up to 2,000 times (10 s of sleeps). The
+/// budget counts polls, not wall-clock time, so a stalled machine (a paused VM, a burst of
+/// steal time) cannot use it up before the awaited thread got to run.
 pub fn eventually(mut cond: impl FnMut() -> bool) -> bool {
-    let start = std::time::Instant::now();
-    while start.elapsed() < std::time::Duration::from_secs(5) {
+    for _ in 0..2_000 {
         if cond() {
             return true;
         }
