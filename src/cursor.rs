@@ -1,5 +1,6 @@
 //! `Cursor`: a streaming query result.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -18,16 +19,20 @@ use crate::worker::{CursorChunk, Job, Op, Reply};
 const MAX_CHUNK_ROWS: usize = 512;
 /// Upper bound of an adaptive chunk, in bytes of row data (estimated).
 const MAX_CHUNK_BYTES: usize = 256 << 10;
+/// Requests a starved reader keeps in flight (see `Cursor::request_ahead`).
+const MAX_AHEAD: usize = 2;
 
 /// The rows of a query, streamed from the worker in chunks of
 /// [`iter_chunk_size`](crate::ConnectOptions::iter_chunk_size) rows.
 ///
 /// The first chunk arrives with [`query`](Connection::query)'s reply; while you consume a
-/// chunk, the worker reads the next one, so a cursor holds at most two chunks in memory
-/// whatever the size of the result. When you read faster than the worker fills chunks (you
-/// find the next one not there yet), the cursor asks for bigger ones, doubling up to 512 rows
-/// or about 256 KiB of row data per chunk (never below `iter_chunk_size`), which keeps the
-/// number of thread hand-offs low on big scans; a slow reader keeps the configured size.
+/// chunk, the worker reads the next one. When you read faster than the worker fills chunks
+/// (you find the next one not there yet), the cursor asks for bigger ones, doubling up to 512
+/// rows or about 256 KiB of row data per chunk (never below `iter_chunk_size`), and keeps a
+/// second request queued behind the first, so the worker starts the next chunk as soon as it
+/// finishes one instead of waiting for you to wake up and ask. Memory stays bounded whatever
+/// the size of the result: at most three chunks (the one you read, one finished, one being
+/// filled); a slow reader keeps the configured size and one chunk ahead.
 ///
 /// Read it with [`fetch_one`](Cursor::fetch_one), [`fetch_many`](Cursor::fetch_many),
 /// [`fetch_all`](Cursor::fetch_all) or as a [`Stream`] of `Result<Row>`. When a step fails,
@@ -45,14 +50,19 @@ pub struct Cursor {
     id: u64,
     columns: Columns,
     /// The rows received and not read yet (a chunk's own vector: no copy).
-    buf: std::vec::IntoIter<Row>,
+    buf: VecDeque<Row>,
+    /// Emptied chunk vectors, handed back to the worker with the next requests.
+    spare: Vec<Vec<Row>>,
     /// The worker has no more rows (or the cursor failed).
     done: bool,
     /// The cursor stopped because of an error (not because the rows ran out).
     failed: bool,
     /// An error met while asking for the next chunk, reported after the buffered rows.
     pending_error: Option<Error>,
-    inflight: Option<Arc<Slot>>,
+    /// Requests for the next chunks, oldest first (replies come in this order).
+    inflight: VecDeque<Arc<Slot>>,
+    /// Requests to keep in flight: 1, or [`MAX_AHEAD`] once the reader was starved.
+    ahead: usize,
     /// Rows per hop as configured (`iter_chunk_size`).
     chunk: usize,
     /// Rows asked for in the next hop: `chunk`, grown while the reader outpaces the worker.
@@ -80,11 +90,13 @@ impl Cursor {
             owner,
             id,
             columns: first.columns,
-            buf: Vec::new().into_iter(),
+            buf: VecDeque::new(),
+            spare: Vec::new(),
             done: false,
             failed: false,
             pending_error: None,
-            inflight: None,
+            inflight: VecDeque::with_capacity(MAX_AHEAD),
+            ahead: 1,
             chunk,
             next: chunk,
             starved: false,
@@ -107,23 +119,44 @@ impl Cursor {
     fn accept_rows(&mut self, rows: Vec<Row>, done: bool) {
         if std::mem::take(&mut self.starved) && !done {
             self.grow(&rows);
+            self.ahead = MAX_AHEAD;
         }
-        if self.buf.len() == 0 {
-            self.buf = rows.into_iter();
+        if self.buf.is_empty() {
+            // Keep the emptied vector for a later request (converting an empty deque back
+            // to a vector moves nothing).
+            let old = Vec::from(std::mem::replace(&mut self.buf, VecDeque::from(rows)));
+            if old.capacity() > 0 && self.spare.len() < MAX_AHEAD {
+                self.spare.push(old);
+            }
         } else {
             // Not reached today (a chunk is accepted only once the buffer is empty).
-            let mut all: Vec<Row> = std::mem::take(&mut self.buf).collect();
-            all.extend(rows);
-            self.buf = all.into_iter();
+            self.buf.extend(rows);
         }
         self.done = done;
-        if !done {
-            // Read ahead: the worker fills the next chunk while this one is consumed.
+        if done {
+            // Requests still queued would find the statement finished: skip them.
+            self.cancel_inflight();
+        } else {
+            self.request_ahead();
+        }
+    }
+
+    /// Read ahead: keep `ahead` requests in flight, so the worker fills the next chunk while
+    /// this one is consumed (and, for a starved reader, has the one after queued already).
+    fn request_ahead(&mut self) {
+        while self.inflight.len() < self.ahead {
             if let Err(e) = self.request(self.next) {
                 self.done = true;
                 self.failed = true;
                 self.pending_error = Some(e);
+                return;
             }
+        }
+    }
+
+    fn cancel_inflight(&mut self) {
+        for slot in self.inflight.drain(..) {
+            slot.cancel();
         }
     }
 
@@ -140,23 +173,27 @@ impl Cursor {
         let job = Job {
             id: shared.next_id(),
             owner: self.owner,
-            op: Op::CursorNext { cursor: self.id, n },
+            op: Op::CursorNext {
+                cursor: self.id,
+                n,
+                buf: self.spare.pop().unwrap_or_default(),
+            },
             reply: ReplyTo::Slot(Arc::clone(&slot)),
         };
-        // A cursor has at most one request in flight, so it may pass the queue bound.
+        // A cursor has at most `MAX_AHEAD` requests in flight, so it may pass the queue bound.
         if !shared.queue.push_force(job) {
             return Err(Error::Closed);
         }
-        self.inflight = Some(slot);
+        self.inflight.push_back(slot);
         Ok(())
     }
 
     fn poll_row(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Row>>> {
         loop {
-            if let Some(row) = self.buf.next() {
+            if let Some(row) = self.buf.pop_front() {
                 return Poll::Ready(Some(Ok(row)));
             }
-            let Some(slot) = self.inflight.as_ref() else {
+            let Some(slot) = self.inflight.front() else {
                 // The rows ran out, or a request for more failed: say why, once.
                 return Poll::Ready(self.pending_error.take().map(Err));
             };
@@ -164,21 +201,26 @@ impl Cursor {
                 self.starved = true;
             }
             let outcome = std::task::ready!(slot.poll(cx));
-            self.inflight = None;
+            self.inflight.pop_front();
             match outcome {
                 Ok(Reply::Chunk(chunk)) => self.accept_rows(chunk.rows, chunk.done),
                 Ok(_) => {
-                    self.done = true;
-                    self.failed = true;
+                    self.fail_now();
                     return Poll::Ready(Some(Err(unexpected("cursor fetch"))));
                 }
                 Err(e) => {
-                    self.done = true;
-                    self.failed = true;
+                    self.fail_now();
                     return Poll::Ready(Some(Err(e)));
                 }
             }
         }
+    }
+
+    /// A reply was an error: the cursor is finished (the worker closed the statement).
+    fn fail_now(&mut self) {
+        self.done = true;
+        self.failed = true;
+        self.cancel_inflight();
     }
 
     /// The next row, `None` when the result is exhausted.
@@ -214,31 +256,37 @@ impl Cursor {
     /// # Failure
     /// As [`fetch_one`](Self::fetch_one).
     pub async fn fetch_all(&mut self) -> Result<Vec<Row>> {
-        let mut out: Vec<Row> = std::mem::take(&mut self.buf).collect();
+        let mut out: Vec<Row> = std::mem::take(&mut self.buf).into();
         // Wait for the read-ahead, then ask for everything else at once.
-        if self.inflight.is_some() {
-            let chunk_done =
-                futures_util::future::poll_fn(|cx| self.inflight.as_ref().expect("in flight").poll(cx)).await;
-            self.inflight = None;
+        while let Some(slot) = self.inflight.front().cloned() {
+            let chunk_done = futures_util::future::poll_fn(|cx| slot.poll(cx)).await;
+            self.inflight.pop_front();
             match chunk_done {
                 Ok(Reply::Chunk(c)) => {
                     out.extend(c.rows);
                     self.done = c.done;
+                    if c.done {
+                        self.cancel_inflight();
+                    }
                 }
                 Ok(_) => {
-                    self.done = true;
+                    self.fail_now();
                     return Err(unexpected("cursor fetch"));
                 }
                 Err(e) => {
-                    self.done = true;
+                    self.fail_now();
                     return Err(e);
                 }
             }
+        }
+        if let Some(e) = self.pending_error.take() {
+            return Err(e);
         }
         if !self.done {
             let op = Op::CursorNext {
                 cursor: self.id,
                 n: usize::MAX,
+                buf: Vec::new(),
             };
             let r = self.conn.request(self.owner, op).await;
             self.done = true;
@@ -256,14 +304,13 @@ impl Cursor {
     }
 
     fn finish(&mut self) {
-        if let Some(slot) = self.inflight.take() {
-            slot.cancel();
-        }
+        self.cancel_inflight();
         if !self.done {
             self.done = true;
             self.conn.send_cleanup(0, Op::CursorClose { cursor: self.id });
         }
-        self.buf = Vec::new().into_iter();
+        self.buf = VecDeque::new();
+        self.spare = Vec::new();
         // Released after the close was queued: the next holder's work runs after it.
         self.permit = None;
     }
@@ -290,7 +337,7 @@ impl Stream for Cursor {
     fn size_hint(&self) -> (usize, Option<usize>) {
         (
             self.buf.len(),
-            if self.done && self.inflight.is_none() {
+            if self.done && self.inflight.is_empty() {
                 Some(self.buf.len())
             } else {
                 None

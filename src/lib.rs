@@ -63,8 +63,10 @@
 //! (128 by default), binds parameters without copying them, and reads columns straight into
 //! [`Value`]s. A [`Cursor`] keeps its statement open on the worker and streams rows in chunks
 //! of `iter_chunk_size`; the first chunk comes back with the `query` reply (one round trip for
-//! small results), and the next chunk is read while the current one is consumed, so a cursor
-//! holds at most two chunks whatever the size of the result.
+//! small results), and the next chunk is read while the current one is consumed. A reader that
+//! finds the next chunk not there yet gets bigger chunks and keeps a second request queued, so
+//! the worker never waits for it to ask; emptied chunk vectors go back to the worker to be
+//! filled again. A cursor holds at most three chunks whatever the size of the result.
 //!
 //! **Cancellation.** Dropping a call's future before its command started means the command
 //! never runs. Dropping it while the command runs aborts the statement through SQLite's

@@ -170,7 +170,7 @@ impl ConnectOptions {
     }
 
     /// Rows per hop when a [`Cursor`](crate::Cursor) streams (aiosqlite's `iter_chunk_size`).
-    /// Default 64. A cursor holds at most two chunks in memory.
+    /// Default 64. A cursor holds at most three chunks in memory (see [`Cursor`](crate::Cursor)).
     pub fn iter_chunk_size(mut self, rows: usize) -> Self {
         self.iter_chunk_size = rows.max(1);
         self

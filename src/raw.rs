@@ -153,7 +153,11 @@ impl Command {
     /// unknown or finished cursor).
     pub fn cursor_next(cursor: u64, n: usize) -> Command {
         Command {
-            op: Op::CursorNext { cursor, n: n.max(1) },
+            op: Op::CursorNext {
+                cursor,
+                n: n.max(1),
+                buf: Vec::new(),
+            },
         }
     }
 

@@ -85,6 +85,8 @@ pub(crate) enum Op {
     CursorNext {
         cursor: u64,
         n: usize,
+        /// An emptied vector of an earlier chunk to fill (no allocation per chunk).
+        buf: Vec<Row>,
     },
     CursorClose {
         cursor: u64,
@@ -861,7 +863,7 @@ impl ConnState {
         }
         self.ctx.set_cancellable(self.autocommit() || stmt.readonly());
         self.ctx.arm(self.statement_timeout);
-        let (rows, r) = read_chunk(&mut stmt, chunk);
+        let (rows, r) = read_chunk(&mut stmt, chunk, Vec::new());
         self.ctx.disarm();
         let columns = Arc::clone(stmt.columns());
         match r {
@@ -898,7 +900,7 @@ impl ConnState {
         }
     }
 
-    fn cursor_next(&mut self, id: u64, n: usize) -> Result<CursorChunk> {
+    fn cursor_next(&mut self, id: u64, n: usize, buf: Vec<Row>) -> Result<CursorChunk> {
         if let Some(e) = self.failed_cursors.remove(&id) {
             return Err(e);
         }
@@ -911,7 +913,7 @@ impl ConnState {
         };
         self.ctx.set_cancellable(true);
         self.ctx.arm(self.statement_timeout);
-        let (rows, r) = read_chunk(&mut cur.stmt, n);
+        let (rows, r) = read_chunk(&mut cur.stmt, n, buf);
         self.ctx.disarm();
         let columns = Arc::clone(cur.stmt.columns());
         match r {
@@ -1040,8 +1042,8 @@ impl Backend for ConnState {
     fn query(&mut self, cursor: u64, sql: &str, params: ParamValues, chunk: usize) -> Result<CursorChunk> {
         ConnState::query(self, cursor, sql, params, chunk)
     }
-    fn cursor_next(&mut self, cursor: u64, n: usize) -> Result<CursorChunk> {
-        ConnState::cursor_next(self, cursor, n)
+    fn cursor_next(&mut self, cursor: u64, n: usize, buf: Vec<Row>) -> Result<CursorChunk> {
+        ConnState::cursor_next(self, cursor, n, buf)
     }
     fn cursor_close(&mut self, cursor: u64) {
         ConnState::cursor_close(self, cursor);
@@ -1083,8 +1085,9 @@ pub(crate) trait Backend: Send {
     fn fetch(&mut self, sql: &str, params: &ParamValues, kind: FetchKind) -> Result<Reply>;
     /// Start a streaming query under id `cursor`: its first `chunk` rows.
     fn query(&mut self, cursor: u64, sql: &str, params: ParamValues, chunk: usize) -> Result<CursorChunk>;
-    /// The next `n` rows of a cursor (empty and done for an unknown one).
-    fn cursor_next(&mut self, cursor: u64, n: usize) -> Result<CursorChunk>;
+    /// The next `n` rows of a cursor (empty and done for an unknown one), in `buf` (an empty
+    /// vector to reuse) when that suits the backend.
+    fn cursor_next(&mut self, cursor: u64, n: usize, buf: Vec<Row>) -> Result<CursorChunk>;
     /// Abandon a cursor.
     fn cursor_close(&mut self, cursor: u64);
     /// A transaction-control statement: `BEGIN …`, `COMMIT`, `ROLLBACK`, `SAVEPOINT x`,
@@ -1217,7 +1220,7 @@ impl Engine {
                 params,
                 chunk,
             } => b.query(cursor, &sql, params, chunk).map(Reply::Chunk),
-            Op::CursorNext { cursor, n } => b.cursor_next(cursor, n).map(Reply::Chunk),
+            Op::CursorNext { cursor, n, buf } => b.cursor_next(cursor, n, buf).map(Reply::Chunk),
             Op::CursorClose { cursor } => {
                 b.cursor_close(cursor);
                 Ok(Reply::Unit)
@@ -1316,8 +1319,9 @@ fn fetch_rows(st: &mut Stmt, kind: FetchKind) -> Result<Reply> {
 
 /// Up to `n` rows, and whether the statement finished (`Ok(true)`), has more (`Ok(false)`) or
 /// failed after the rows returned.
-fn read_chunk(st: &mut Stmt, n: usize) -> (Vec<Row>, Result<bool>) {
-    let mut rows = Vec::with_capacity(n.min(1024));
+fn read_chunk(st: &mut Stmt, n: usize, mut rows: Vec<Row>) -> (Vec<Row>, Result<bool>) {
+    rows.clear();
+    rows.reserve(n.min(1024));
     while rows.len() < n {
         match st.step() {
             Ok(true) => {

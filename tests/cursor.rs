@@ -356,3 +356,80 @@ fn a_cursor_is_finished_after_reporting_closed() {
         }
     });
 }
+
+/// A connection whose `slow(x)` takes `micros` per call: the worker fills chunks slower than
+/// the reader empties them, so the reader is starved and keeps two requests in flight.
+async fn slow_worker(chunk: usize, micros: u64) -> Connection {
+    let db = chunked(chunk).await;
+    db.create_function("slow", 1, false, move |args: &[aiolite::Value]| {
+        std::thread::sleep(std::time::Duration::from_micros(micros));
+        Ok(args[0].clone())
+    })
+    .await
+    .unwrap();
+    db
+}
+
+#[test]
+fn a_starved_reader_keeps_two_requests_in_flight_and_no_more() {
+    on_all_runtimes(|| async {
+        let db = slow_worker(4, 150).await;
+        let mut cur = db
+            .query(&format!("SELECT slow(n) FROM ({})", series(200)), ())
+            .await
+            .unwrap();
+        let (mut seen, mut most) = (Vec::new(), 0);
+        while let Some(row) = cur.fetch_one().await.unwrap() {
+            seen.push(row.get::<i64>(0).unwrap());
+            most = most.max(db.pending());
+        }
+        assert!(seen.iter().copied().eq(1..=200), "rows out of order or missing");
+        // Two: the worker never waits for the reader to ask; never more: memory stays bounded.
+        assert_eq!(most, 2, "requests in flight at most");
+        // A request queued behind the last chunk is skipped.
+        assert!(common::eventually(|| db.pending() == 0));
+    });
+}
+
+#[test]
+fn read_ahead_requests_end_cleanly_on_error_drop_and_fetch_all() {
+    on_all_runtimes(|| async {
+        let db = slow_worker(2, 100).await;
+        db.execute("CREATE TABLE t(x)", ()).await.unwrap();
+        db.execute_many("INSERT INTO t VALUES (?)", (1..=60).map(|i| [i]))
+            .await
+            .unwrap();
+        db.execute("INSERT INTO t VALUES ('boom')", ()).await.unwrap();
+        db.execute_many("INSERT INTO t VALUES (?)", (61..=80).map(|i| [i]))
+            .await
+            .unwrap();
+        let failing = "SELECT CASE WHEN typeof(x) = 'text' THEN abs(-9223372036854775807 - 1) ELSE slow(x) END FROM t ORDER BY rowid";
+        // A step error with requests queued behind it: the rows before it, the error, the end.
+        let items: Vec<aiolite::Result<aiolite::Row>> = db.query(failing, ()).await.unwrap().collect().await;
+        let (last, ok) = items.split_last().unwrap();
+        assert!(last.as_ref().unwrap_err().to_string().contains("integer overflow"));
+        let ok: Vec<i64> = ok.iter().map(|r| r.as_ref().unwrap().get(0).unwrap()).collect();
+        assert!(ok.iter().copied().eq(1..=60), "{ok:?}");
+        // fetch_all with two requests in flight: contiguous, then the error.
+        let mut cur = db.query(failing, ()).await.unwrap();
+        let head = cur.fetch_many(30).await.unwrap();
+        assert!(ints(&head).into_iter().eq(1..=30));
+        assert!(cur.fetch_all().await.is_err(), "the step error reaches fetch_all");
+        let mut cur = db
+            .query("SELECT slow(x) FROM t WHERE typeof(x) = 'integer' ORDER BY rowid", ())
+            .await
+            .unwrap();
+        let mut all = cur.fetch_many(25).await.unwrap();
+        all.extend(cur.fetch_all().await.unwrap());
+        assert!(ints(&all).into_iter().eq(1..=80));
+        assert!(cur.fetch_one().await.unwrap().is_none());
+        // Dropped with requests in flight: they are skipped, the statement is finalized (DDL
+        // needs the table unused) and nothing is left queued.
+        let mut cur = db.query("SELECT slow(x) FROM t ORDER BY rowid", ()).await.unwrap();
+        assert_eq!(cur.fetch_many(9).await.unwrap().len(), 9);
+        drop(cur);
+        db.execute("DROP TABLE t", ()).await.unwrap();
+        assert!(common::eventually(|| db.pending() == 0));
+        assert_eq!(db.fetch_scalar::<i64>("SELECT 1", ()).await.unwrap(), Some(1));
+    });
+}

@@ -1217,7 +1217,7 @@ impl Backend for DqliteBackend {
         self.cursor_next(cursor, chunk)
     }
 
-    fn cursor_next(&mut self, cursor: u64, n: usize) -> Result<CursorChunk> {
+    fn cursor_next(&mut self, cursor: u64, n: usize, _buf: Vec<Row>) -> Result<CursorChunk> {
         if !self.cursors.contains_key(&cursor) {
             return Ok(empty_chunk());
         }
