@@ -230,7 +230,7 @@ impl Cursor {
     pub async fn fetch_one(&mut self) -> Result<Option<Row>> {
         // Like a cursor of a closed aiosqlite connection: once the connection closed under
         // it, every fetch says so (the stream, in contrast, ends after reporting it once).
-        if self.failed && self.buf.len() == 0 && self.conn.is_closed() {
+        if self.failed && self.buf.is_empty() && self.conn.is_closed() {
             return Err(Error::Closed);
         }
         futures_util::future::poll_fn(|cx| self.poll_row(cx)).await.transpose()

@@ -1214,17 +1214,18 @@ impl Backend for DqliteBackend {
         if streaming {
             self.streaming = Some(cursor);
         }
-        self.cursor_next(cursor, chunk)
+        self.cursor_next(cursor, chunk, Vec::new())
     }
 
-    fn cursor_next(&mut self, cursor: u64, n: usize, _buf: Vec<Row>) -> Result<CursorChunk> {
+    fn cursor_next(&mut self, cursor: u64, n: usize, mut rows: Vec<Row>) -> Result<CursorChunk> {
         if !self.cursors.contains_key(&cursor) {
             return Ok(empty_chunk());
         }
         self.pull(cursor, n);
         let c = self.cursors.get_mut(&cursor).expect("cursor");
         let take = n.min(c.buf.len());
-        let rows: Vec<Row> = c.buf.drain(..take).collect();
+        rows.clear();
+        rows.extend(c.buf.drain(..take));
         let finished = c.done && c.buf.is_empty();
         let columns = Arc::clone(&c.columns);
         if finished {
@@ -1763,7 +1764,7 @@ mod tests {
         assert!(!c.done);
         // Another statement: the cursor's remaining batches are read into its buffer first.
         b.execute("INSERT INTO t VALUES (1)", &ParamValues::None).unwrap();
-        let c = b.cursor_next(1, 100).unwrap();
+        let c = b.cursor_next(1, 100, Vec::new()).unwrap();
         let got: Vec<i64> = c.rows.iter().map(|r| r.get(0).unwrap()).collect();
         assert_eq!(got, [2, 3, 4, 5]);
         assert!(c.done);
@@ -1774,7 +1775,7 @@ mod tests {
         assert_eq!(count(&f, |r| matches!(r, Request::Interrupt { .. })), 1);
         b.execute("INSERT INTO t VALUES (1)", &ParamValues::None).unwrap();
         // Unknown cursors are empty and done.
-        assert!(b.cursor_next(99, 10).unwrap().done);
+        assert!(b.cursor_next(99, 10, Vec::new()).unwrap().done);
     }
 
     #[test]
