@@ -29,7 +29,7 @@
 //! cache, and a fresh database file in a temp dir.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -133,19 +133,28 @@ static DEFAULT_MUTEXES: AtomicBool = AtomicBool::new(false);
 /// per core).
 static RUNTIME_THREADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
-fn runtime(multi: bool) -> tokio::runtime::Runtime {
+/// The tokio runtime of the run (one per flavour, built on first use and kept, as an
+/// application keeps its runtime: threads created and ended every round would also decide
+/// which malloc arena each round's worker thread starts with).
+fn runtime(multi: bool) -> &'static tokio::runtime::Runtime {
+    static MULTI: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    static CURRENT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
     if multi {
-        let mut b = tokio::runtime::Builder::new_multi_thread();
-        let threads = RUNTIME_THREADS.load(Ordering::Relaxed);
-        if threads > 0 {
-            b.worker_threads(threads);
-        }
-        b.enable_all().build().unwrap()
+        MULTI.get_or_init(|| {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            let threads = RUNTIME_THREADS.load(Ordering::Relaxed);
+            if threads > 0 {
+                b.worker_threads(threads);
+            }
+            b.enable_all().build().unwrap()
+        })
     } else {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
+        CURRENT.get_or_init(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+        })
     }
 }
 
