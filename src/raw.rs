@@ -286,7 +286,9 @@ impl Command {
     }
 
     /// `execute_many` after `prelude` → [`Reply::Any`] holding an [`Executed`] (no rows;
-    /// `changes` is the total of all parameter sets).
+    /// `changes` is the total of all parameter sets). Like Python's `sqlite3`, it refuses a
+    /// read-only statement (`SELECT`, …) with [`Error::InvalidArgument`](crate::Error) before
+    /// running anything.
     pub fn cursor_execute_many<I>(sql: impl Into<Box<str>>, rows: I, prelude: Option<Prelude>) -> Command
     where
         I: IntoIterator,
@@ -296,7 +298,7 @@ impl Command {
         let rows: Vec<ParamValues> = rows.into_iter().map(Params::into_values).collect();
         dbapi(
             prelude,
-            Box::new(move |st| Ok((no_rows(), Some(Backend::execute_many(st, &sql, &rows)?)))),
+            Box::new(move |st| Ok((no_rows(), Some(st.execute_many_as(&sql, &rows, true)?)))),
         )
     }
 

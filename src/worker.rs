@@ -690,10 +690,21 @@ impl ConnState {
     }
 
     fn execute_many(&mut self, text: &str, rows: &[ParamValues]) -> Result<u64> {
+        self.execute_many_as(text, rows, false)
+    }
+
+    /// `execute_many`; with `dml_only`, a read-only statement (`sqlite3_stmt_readonly`) is
+    /// refused before anything runs, as Python's `sqlite3` refuses it in `executemany`.
+    pub(crate) fn execute_many_as(&mut self, text: &str, rows: &[ParamValues], dml_only: bool) -> Result<u64> {
         self.implicit_begin(text)?;
         let db = self.db;
         let timeout = self.statement_timeout;
         let total = self.with_stmt(text, |st, ctx, autocommit| {
+            if dml_only && st.readonly() {
+                return Err(Error::InvalidArgument {
+                    message: "executemany() can only execute DML statements.".into(),
+                });
+            }
             ctx.set_cancellable(autocommit || st.readonly());
             let mut total = 0_u64;
             for (i, params) in rows.iter().enumerate() {

@@ -89,6 +89,21 @@ class StatementTest(Base):
             self.assertEqual((cur.rowcount, cur.lastrowid), (ref.rowcount, ref.lastrowid))
             await cur.executemany("insert into t(b) values (?)", iter([(i,) for i in range(5)]))
             self.assertEqual(cur.rowcount, 5)
+            ref.executemany("insert into t(b) values (?)", iter([(i,) for i in range(5)]))
+            # Read-only statements are refused, as sqlite3 refuses them, with its message; a
+            # statement that writes is taken whatever its first word.
+            for sql in ("select ?", "with v(x) as (select ?) select x from v"):
+                with self.assertRaises(sqlite3.ProgrammingError) as want:
+                    ref.executemany(sql, [(1,), (2,)])
+                with self.assertRaises(sqlite3.ProgrammingError) as got:
+                    await cur.executemany(sql, [(1,), (2,)])
+                self.assertEqual(str(got.exception), str(want.exception))
+            cte = "with v(x) as (select ?) insert into t(b) select x from v"
+            ref.executemany(cte, [(7,), (8,)])
+            await cur.executemany(cte, [(7,), (8,)])
+            self.assertEqual(cur.rowcount, ref.rowcount)
+            await cur.execute("select count(*) from t")
+            self.assertEqual(await cur.fetchall(), ref.execute("select count(*) from t").fetchall())
 
     async def test_returning_and_execute_insert(self):
         async with aiosqlite.connect(":memory:") as db:

@@ -29,8 +29,8 @@
 //! cache, and a fresh database file in a temp dir.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use aiolite::{ConnectOptions, Pool, PoolOptions, params};
