@@ -22,11 +22,15 @@ use crate::transaction::Transaction;
 use crate::value::FromValue;
 use crate::worker::{ExecResult, FetchKind, Op, Reply};
 
+/// How long the read anchor keeps one snapshot before it looks for reads and commits.
+const ANCHOR_TICK: Duration = Duration::from_millis(1);
+
 /// How a [`Pool`] is sized and how long callers wait.
 #[derive(Clone, Debug)]
 pub struct PoolOptions {
     readers: usize,
     acquire_timeout: Duration,
+    anchor_reads: bool,
 }
 
 impl Default for PoolOptions {
@@ -37,6 +41,7 @@ impl Default for PoolOptions {
         PoolOptions {
             readers: cores.clamp(2, 8),
             acquire_timeout: Duration::from_secs(30),
+            anchor_reads: true,
         }
     }
 }
@@ -59,6 +64,84 @@ impl PoolOptions {
     pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
         self.acquire_timeout = timeout;
         self
+    }
+
+    /// Keep a WAL read lock held for the pool while its readers work concurrently. Default
+    /// `true`.
+    ///
+    /// SQLite takes a WAL read lock at the start of every read transaction and releases it at
+    /// the end, and each time it makes an `fcntl` system call (under a mutex every connection
+    /// to the file shares) unless another connection of the process holds the same lock. Two
+    /// reads that overlap in time skip those calls; two that do not each pay two. With this
+    /// option, the first read that finds another reader busy starts an **anchor**: one more
+    /// read-only connection that keeps a read transaction open while reads go on, so the
+    /// readers' lock calls find the lock held and skip the `fcntl`. On the project's
+    /// `concurrent_read` benchmark (4 tasks, 2 cores) pool reads go from about 0.6 to about
+    /// 1.0 times the rate of four plain rusqlite threads.
+    ///
+    /// The anchor never reads for you (every read keeps its own, current snapshot) and holds
+    /// one snapshot for about a millisecond at a time. It lets go within about a millisecond
+    /// after the reads stop, and as soon as it sees that the database changed (a commit by
+    /// any connection), holding nothing again until a millisecond passes without a commit:
+    /// a read transaction held across commits would keep checkpoints from catching up with
+    /// the log. It exists only for file databases in WAL mode with at least two readers (in
+    /// rollback-journal mode a held read lock would block the writer), and costs one more
+    /// connection and worker thread, which sleeps while no reads overlap.
+    pub fn anchor_reads(mut self, enabled: bool) -> Self {
+        self.anchor_reads = enabled;
+        self
+    }
+}
+
+/// What the pool and its anchor's hold job share (see [`PoolOptions::anchor_reads`]).
+struct AnchorFlags {
+    /// A hold job is queued or running.
+    active: AtomicBool,
+    /// A read started since the hold job last looked.
+    touched: AtomicBool,
+    /// The pool is closing (or gone): end the hold at the next look.
+    closing: AtomicBool,
+    /// Hold jobs started since the pool opened.
+    holds: AtomicU64,
+}
+
+/// A read-only connection that holds a read transaction while the pool's reads overlap.
+struct Anchor {
+    conn: Connection,
+    flags: Arc<AnchorFlags>,
+}
+
+impl Anchor {
+    /// A read is starting; `others` tells whether another reader is busy right now.
+    #[inline]
+    fn touch(&self, others: bool) {
+        let f = &*self.flags;
+        // A load first: the flag's cache line stays shared between the runtime's threads
+        // while it is set.
+        if !f.touched.load(Ordering::Relaxed) {
+            f.touched.store(true, Ordering::Relaxed);
+        }
+        if others
+            && !f.active.load(Ordering::Relaxed)
+            && !f.closing.load(Ordering::Relaxed)
+            && f.active
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            f.holds.fetch_add(1, Ordering::Relaxed);
+            let flags = Arc::clone(&self.flags);
+            let hold = Op::Internal(Box::new(move |st| {
+                let r = st.hold_read_lock(ANCHOR_TICK, &flags.closing, &flags.touched);
+                if let Err(e) = &r {
+                    tracing::debug!("aiolite: the pool's read anchor stopped: {e}");
+                }
+                // A read may have found `active` still set just now and started nothing:
+                // the next read that overlaps another starts a new hold.
+                flags.active.store(false, Ordering::Release);
+                r.map(|()| Box::new(()) as Box<dyn std::any::Any + Send>)
+            }));
+            self.conn.send_cleanup(0, hold);
+        }
     }
 }
 
@@ -107,6 +190,7 @@ pub struct Pool {
 struct PoolInner {
     writer: Connection,
     readers: Vec<Connection>,
+    anchor: Option<Anchor>,
     writer_slots: Arc<Slots>,
     reader_slots: Arc<Slots>,
     acquire_timeout: Duration,
@@ -145,6 +229,35 @@ pub struct PoolStats {
     pub total_wait_time: Duration,
     /// Acquisitions that gave up with [`Error::PoolTimeout`].
     pub timeouts: u64,
+    /// Times the read anchor started holding a read lock, since the pool opened (see
+    /// [`PoolOptions::anchor_reads`]).
+    pub anchor_holds: u64,
+    /// `true` while the read anchor holds (or is about to hold) a read lock.
+    pub anchor_active: bool,
+}
+
+/// A reader's options: `options`, read-only, without `journal_mode`.
+fn reader_options(options: &ConnectOptions) -> ConnectOptions {
+    let mut ro = options.clone();
+    ro.read_only = true;
+    ro.create_if_missing = false;
+    ro.isolation_level = None;
+    ro.reject_writes = true;
+    ro.pragmas.retain(|(k, _)| {
+        !k.rsplit('.')
+            .next()
+            .is_some_and(|k| k.eq_ignore_ascii_case("journal_mode"))
+    });
+    ro
+}
+
+impl Drop for PoolInner {
+    fn drop(&mut self) {
+        // A hold job running on the anchor's worker ends at its next look.
+        if let Some(a) = &self.anchor {
+            a.flags.closing.store(true, Ordering::Release);
+        }
+    }
 }
 
 fn is_memory(opts: &ConnectOptions) -> bool {
@@ -176,17 +289,7 @@ impl Pool {
         let n = if memory { 0 } else { pool.readers };
         let mut readers = Vec::with_capacity(n);
         for _ in 0..n {
-            let mut ro = options.clone();
-            ro.read_only = true;
-            ro.create_if_missing = false;
-            ro.isolation_level = None;
-            ro.reject_writes = true;
-            ro.pragmas.retain(|(k, _)| {
-                !k.rsplit('.')
-                    .next()
-                    .is_some_and(|k| k.eq_ignore_ascii_case("journal_mode"))
-            });
-            match ro.open().await {
+            match reader_options(&options).open().await {
                 Ok(c) => readers.push(c),
                 Err(e) => {
                     for c in &readers {
@@ -197,6 +300,20 @@ impl Pool {
                 }
             }
         }
+        let anchor = if pool.anchor_reads && readers.len() >= 2 {
+            match Self::open_anchor(&writer, &options).await {
+                Ok(a) => a,
+                Err(e) => {
+                    for c in &readers {
+                        let _ = c.close().await;
+                    }
+                    let _ = writer.close().await;
+                    return Err(e);
+                }
+            }
+        } else {
+            None
+        };
         Ok(Pool {
             inner: Arc::new(PoolInner {
                 writer_slots: Arc::new(Slots::new(1)),
@@ -204,10 +321,29 @@ impl Pool {
                 path: writer.path().to_owned(),
                 writer,
                 readers,
+                anchor,
                 acquire_timeout: pool.acquire_timeout,
                 closed: AtomicBool::new(false),
             }),
         })
+    }
+
+    /// The read anchor, when the database is in WAL mode (see [`PoolOptions::anchor_reads`]).
+    async fn open_anchor(writer: &Connection, options: &ConnectOptions) -> Result<Option<Anchor>> {
+        let mode: Option<String> = writer.fetch_scalar("PRAGMA journal_mode", ()).await?;
+        if !mode.is_some_and(|m| m.eq_ignore_ascii_case("wal")) {
+            return Ok(None);
+        }
+        let conn = reader_options(options).open().await?;
+        Ok(Some(Anchor {
+            conn,
+            flags: Arc::new(AnchorFlags {
+                active: AtomicBool::new(false),
+                touched: AtomicBool::new(false),
+                closing: AtomicBool::new(false),
+                holds: AtomicU64::new(0),
+            }),
+        }))
     }
 
     async fn acquire(&self, write: bool) -> Result<PoolConnection> {
@@ -221,7 +357,10 @@ impl Pool {
         } else {
             &inner.reader_slots
         };
-        let idx = slots.acquire(inner.acquire_timeout).await?;
+        let (idx, in_use) = slots.acquire(inner.acquire_timeout).await?;
+        if !use_writer && let Some(anchor) = &inner.anchor {
+            anchor.touch(in_use >= 2);
+        }
         let permit = Permit {
             slots: Arc::clone(slots),
             idx,
@@ -299,6 +438,14 @@ impl Pool {
             total_waits: rw + ww,
             total_wait_time: Duration::from_nanos(rt + wt),
             timeouts: rto + wto,
+            anchor_holds: inner
+                .anchor
+                .as_ref()
+                .map_or(0, |a| a.flags.holds.load(Ordering::Relaxed)),
+            anchor_active: inner
+                .anchor
+                .as_ref()
+                .is_some_and(|a| a.flags.active.load(Ordering::Acquire)),
         }
     }
 
@@ -315,6 +462,11 @@ impl Pool {
         inner.writer_slots.close();
         inner.reader_slots.close();
         let mut first = Ok(());
+        if let Some(a) = &inner.anchor {
+            a.flags.closing.store(true, Ordering::Release);
+            // Runs after the hold ends (within a tick).
+            first = a.conn.close().await;
+        }
         for c in inner.readers.iter().chain(std::iter::once(&inner.writer)) {
             if let Err(e) = c.close().await
                 && first.is_ok()
@@ -609,6 +761,7 @@ impl Drop for Permit {
 
 /// A fair (FIFO) pool of `n` numbered slots.
 struct Slots {
+    n: usize,
     inner: Mutex<SlotsInner>,
     waits: AtomicU64,
     wait_ns: AtomicU64,
@@ -627,6 +780,7 @@ struct SlotsInner {
 impl Slots {
     fn new(n: usize) -> Self {
         Slots {
+            n,
             inner: Mutex::new(SlotsInner {
                 free: (0..n).rev().collect(),
                 waiters: VecDeque::new(),
@@ -678,7 +832,9 @@ impl Slots {
         }
     }
 
-    async fn acquire(&self, timeout: Duration) -> Result<usize> {
+    /// A free slot, waiting in line for one if needed; with the number of slots in use
+    /// counting this one.
+    async fn acquire(&self, timeout: Duration) -> Result<(usize, usize)> {
         {
             let mut s = self.lock();
             if s.closed {
@@ -687,7 +843,7 @@ impl Slots {
             if s.waiters.is_empty()
                 && let Some(idx) = s.free.pop()
             {
-                return Ok(idx);
+                return Ok((idx, self.n - s.free.len() - s.granted.len()));
             }
         }
         let start = Instant::now();
@@ -701,7 +857,8 @@ impl Slots {
         self.wait_ns
             .fetch_add(waited.as_nanos().min(u128::from(u64::MAX)) as u64, Ordering::Relaxed);
         match r {
-            futures_util::future::Either::Left((r, _)) => r,
+            // It waited: every slot was in use.
+            futures_util::future::Either::Left((r, _)) => r.map(|idx| (idx, self.n)),
             futures_util::future::Either::Right(((), _)) => {
                 self.timeouts.fetch_add(1, Ordering::Relaxed);
                 Err(Error::PoolTimeout { waited })
@@ -784,17 +941,27 @@ mod tests {
     fn slots_are_fair_and_never_leak() {
         futures::executor::block_on(async {
             let slots = Slots::new(1);
-            let a = slots.acquire(Duration::from_secs(1)).await.unwrap();
+            let (a, in_use) = slots.acquire(Duration::from_secs(1)).await.unwrap();
+            assert_eq!(in_use, 1);
             // A waiter that times out leaves nothing behind.
             let e = slots.acquire(Duration::from_millis(20)).await.unwrap_err();
             assert!(matches!(e, Error::PoolTimeout { .. }));
             assert_eq!(slots.usage(), (0, 0));
             slots.release(a);
             assert_eq!(slots.usage(), (1, 0));
-            let b = slots.acquire(Duration::from_secs(1)).await.unwrap();
-            assert_eq!(b, 0);
+            let (b, in_use) = slots.acquire(Duration::from_secs(1)).await.unwrap();
+            assert_eq!((b, in_use), (0, 1));
             slots.release(b);
             assert_eq!(slots.totals().2, 1);
+            // The count of slots in use includes the one just taken.
+            let two = Slots::new(3);
+            let (x, n1) = two.acquire(Duration::from_secs(1)).await.unwrap();
+            let (y, n2) = two.acquire(Duration::from_secs(1)).await.unwrap();
+            assert_eq!((n1, n2), (1, 2));
+            two.release(x);
+            let (_, n3) = two.acquire(Duration::from_secs(1)).await.unwrap();
+            assert_eq!(n3, 2);
+            two.release(y);
         });
     }
 }
