@@ -70,7 +70,9 @@ unsafe extern "C" fn spin_enter(m: *mut ffi::sqlite3_mutex) {
 /// runtime: SQLite's WAL bookkeeping serializes every read transaction's start and end on one
 /// mutex per file, and the default mutexes put a thread to sleep the moment they find it held.
 /// On a 2-core machine with tokio's default runtime, the project's `concurrent_read`
-/// benchmark (4 tasks through a pool) reads 1.6x faster with it (see the README).
+/// benchmark (4 tasks through a pool) read 1.6x faster with it; the pool's read anchor
+/// ([`PoolOptions::anchor_reads`](crate::PoolOptions::anchor_reads)) has since removed most
+/// of that contention, and the gain is now about 1.1x (see the README).
 /// Single-threaded use sees no difference. With many more busy threads than cores it can
 /// cost instead (a thread spins while the holder waits for a core): plain rusqlite on 4 OS
 /// threads on 2 cores loses about a fifth of its rate in the same benchmark. The wrapped

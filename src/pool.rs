@@ -155,6 +155,8 @@ impl Anchor {
 ///   lets readers run beside the writer, each on a consistent snapshot of committed data. A
 ///   statement that writes (judged by `sqlite3_stmt_readonly`, e.g. `INSERT … RETURNING`
 ///   through `fetch_one`) is sent to the writer instead.
+/// - While reads overlap, a read anchor holds the WAL read lock so that they skip SQLite's
+///   lock system calls (see [`PoolOptions::anchor_reads`]).
 /// - Each wait for a connection is bounded by
 ///   [`acquire_timeout`](PoolOptions::acquire_timeout) ([`Error::PoolTimeout`]); a caller that
 ///   gives up (its future dropped) never loses or leaks a connection.
