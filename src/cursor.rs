@@ -55,6 +55,8 @@ pub struct Cursor {
     spare: Vec<Vec<Row>>,
     /// The worker has no more rows (or the cursor failed).
     done: bool,
+    /// The worker finalized the statement itself (its last chunk came): no `CursorClose`.
+    worker_closed: bool,
     /// The cursor stopped because of an error (not because the rows ran out).
     failed: bool,
     /// An error met while asking for the next chunk, reported after the buffered rows.
@@ -93,6 +95,7 @@ impl Cursor {
             buf: VecDeque::new(),
             spare: Vec::new(),
             done: false,
+            worker_closed: false,
             failed: false,
             pending_error: None,
             inflight: VecDeque::with_capacity(MAX_AHEAD),
@@ -134,7 +137,10 @@ impl Cursor {
         }
         self.done = done;
         if done {
-            // Requests still queued would find the statement finished: skip them.
+            self.worker_closed = true;
+            // The result is complete: a failed request for more no longer matters, and
+            // requests still queued would find the statement finished: skip them.
+            self.pending_error = None;
             self.cancel_inflight();
         } else {
             self.request_ahead();
@@ -146,9 +152,12 @@ impl Cursor {
     fn request_ahead(&mut self) {
         while self.inflight.len() < self.ahead {
             if let Err(e) = self.request(self.next) {
-                self.done = true;
-                self.failed = true;
+                // Reported once the rows of the requests already sent are read.
                 self.pending_error = Some(e);
+                if self.inflight.is_empty() {
+                    self.done = true;
+                    self.failed = true;
+                }
                 return;
             }
         }
@@ -253,19 +262,24 @@ impl Cursor {
 
     /// All remaining rows (the rest is read in one hop).
     ///
+    /// The rows stay in the cursor until the call returns: if you drop the call while it waits
+    /// for the read-ahead, the rows received so far are still there for the next fetch (rows
+    /// the worker is reading for the final hop when you drop it are lost).
+    ///
     /// # Failure
-    /// As [`fetch_one`](Self::fetch_one).
+    /// As [`fetch_one`](Self::fetch_one); the rows read before the error stay in the cursor.
     pub async fn fetch_all(&mut self) -> Result<Vec<Row>> {
-        let mut out: Vec<Row> = std::mem::take(&mut self.buf).into();
         // Wait for the read-ahead, then ask for everything else at once.
         while let Some(slot) = self.inflight.front().cloned() {
             let chunk_done = futures_util::future::poll_fn(|cx| slot.poll(cx)).await;
             self.inflight.pop_front();
             match chunk_done {
                 Ok(Reply::Chunk(c)) => {
-                    out.extend(c.rows);
+                    self.append(c.rows);
                     self.done = c.done;
                     if c.done {
+                        self.worker_closed = true;
+                        self.pending_error = None;
                         self.cancel_inflight();
                     }
                 }
@@ -280,6 +294,8 @@ impl Cursor {
             }
         }
         if let Some(e) = self.pending_error.take() {
+            self.done = true;
+            self.failed = true;
             return Err(e);
         }
         if !self.done {
@@ -288,14 +304,32 @@ impl Cursor {
                 n: usize::MAX,
                 buf: Vec::new(),
             };
-            let r = self.conn.request(self.owner, op).await;
-            self.done = true;
-            match r? {
-                Reply::Chunk(c) => out.extend(c.rows),
-                _ => return Err(unexpected("cursor fetch")),
+            match self.conn.request(self.owner, op).await {
+                Ok(Reply::Chunk(c)) => {
+                    self.append(c.rows);
+                    self.done = true;
+                    self.worker_closed = c.done;
+                }
+                Ok(_) => {
+                    self.fail_now();
+                    return Err(unexpected("cursor fetch"));
+                }
+                Err(e) => {
+                    self.fail_now();
+                    return Err(e);
+                }
             }
         }
-        Ok(out)
+        Ok(std::mem::take(&mut self.buf).into())
+    }
+
+    /// Add a chunk's rows to the buffer (taking the chunk's vector when the buffer is empty).
+    fn append(&mut self, rows: Vec<Row>) {
+        if self.buf.is_empty() {
+            self.buf = VecDeque::from(rows);
+        } else {
+            self.buf.extend(rows);
+        }
     }
 
     /// Stop reading: finalize the statement now (dropping the cursor does the same).
@@ -305,8 +339,12 @@ impl Cursor {
 
     fn finish(&mut self) {
         self.cancel_inflight();
-        if !self.done {
-            self.done = true;
+        self.done = true;
+        if !self.worker_closed {
+            // Also after an error: a request refused because the cursor's transaction ended
+            // left the statement (and its read transaction) open. Closing an unknown cursor
+            // does nothing.
+            self.worker_closed = true;
             self.conn.send_cleanup(0, Op::CursorClose { cursor: self.id });
         }
         self.buf = VecDeque::new();
@@ -337,7 +375,7 @@ impl Stream for Cursor {
     fn size_hint(&self) -> (usize, Option<usize>) {
         (
             self.buf.len(),
-            if self.done && self.inflight.is_empty() {
+            if self.done && self.inflight.is_empty() && self.pending_error.is_none() {
                 Some(self.buf.len())
             } else {
                 None

@@ -105,6 +105,15 @@ struct AnchorFlags {
     holds: AtomicU64,
 }
 
+/// Marks the anchor inactive when dropped.
+struct Inactive(Arc<AnchorFlags>);
+
+impl Drop for Inactive {
+    fn drop(&mut self) {
+        self.0.active.store(false, Ordering::Release);
+    }
+}
+
 /// A read-only connection that holds a read transaction while the pool's reads overlap.
 struct Anchor {
     conn: Connection,
@@ -129,15 +138,17 @@ impl Anchor {
                 .is_ok()
         {
             f.holds.fetch_add(1, Ordering::Relaxed);
-            let flags = Arc::clone(&self.flags);
+            // Clears `active` when the job ends, and also when it never runs (a closed queue
+            // drops it). A read may find `active` still set just before that and start
+            // nothing: the next read that overlaps another starts a new hold.
+            let done = Inactive(Arc::clone(&self.flags));
             let hold = Op::Internal(Box::new(move |st| {
+                let flags = &done.0;
                 let r = st.hold_read_lock(ANCHOR_TICK, &flags.closing, &flags.touched);
                 if let Err(e) = &r {
                     tracing::debug!("aiolite: the pool's read anchor stopped: {e}");
                 }
-                // A read may have found `active` still set just now and started nothing:
-                // the next read that overlaps another starts a new hold.
-                flags.active.store(false, Ordering::Release);
+                drop(done);
                 r.map(|()| Box::new(()) as Box<dyn std::any::Any + Send>)
             }));
             self.conn.send_cleanup(0, hold);
@@ -332,6 +343,10 @@ impl Pool {
 
     /// The read anchor, when the database is in WAL mode (see [`PoolOptions::anchor_reads`]).
     async fn open_anchor(writer: &Connection, options: &ConnectOptions) -> Result<Option<Anchor>> {
+        if options.path.to_string_lossy().starts_with("dqlite://") {
+            // A cluster's locks are the server's business.
+            return Ok(None);
+        }
         let mode: Option<String> = writer.fetch_scalar("PRAGMA journal_mode", ()).await?;
         if !mode.is_some_and(|m| m.eq_ignore_ascii_case("wal")) {
             return Ok(None);

@@ -1526,6 +1526,11 @@ fn worker_body(shared: &Arc<Shared>, opts: &ConnectOptions, opened: &Slot) {
                 continue;
             }
             Admit::Reject(e) => {
+                if let Op::CursorNext { cursor, .. } = job.op {
+                    // The cursor's transaction is over: finalize its statement now, which
+                    // also ends the read transaction it would keep open.
+                    engine.backend.cursor_close(cursor);
+                }
                 drop(guard);
                 shared.queue.finished();
                 job.reply.send(Err(e));

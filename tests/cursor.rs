@@ -433,3 +433,55 @@ fn read_ahead_requests_end_cleanly_on_error_drop_and_fetch_all() {
         assert_eq!(db.fetch_scalar::<i64>("SELECT 1", ()).await.unwrap(), Some(1));
     });
 }
+
+#[test]
+fn a_cursor_of_an_ended_transaction_keeps_no_snapshot_open() {
+    on_all_runtimes(|| async {
+        let (_dir, path) = common::temp_db();
+        let db = ConnectOptions::new(&path)
+            .recommended_pragmas()
+            .iter_chunk_size(4)
+            .open()
+            .await
+            .unwrap();
+        db.execute("CREATE TABLE t(x)", ()).await.unwrap();
+        db.execute_many("INSERT INTO t VALUES (?)", (0..100).map(|i| [i]))
+            .await
+            .unwrap();
+        let tx = db.transaction().await.unwrap();
+        let mut cur = tx.query("SELECT x FROM t", ()).await.unwrap();
+        tx.commit().await.unwrap();
+        // The rows read before the commit, then the refusal.
+        let mut read = 0;
+        let err = loop {
+            match cur.fetch_one().await {
+                Ok(Some(_)) => read += 1,
+                Ok(None) => panic!("the whole result after the commit"),
+                Err(e) => break e,
+            }
+        };
+        assert!(matches!(err, Error::TransactionEnded { .. }), "{err:?}");
+        assert!(read < 100);
+        // With the cursor still alive, the connection is on no old snapshot: it sees another
+        // connection's commit, writes, and a TRUNCATE checkpoint (which needs every read lock
+        // free) goes through.
+        let other = aiolite::connect(&path).await.unwrap();
+        other.execute("INSERT INTO t VALUES (100)", ()).await.unwrap();
+        assert_eq!(
+            db.fetch_scalar::<i64>("SELECT count(*) FROM t", ()).await.unwrap(),
+            Some(101)
+        );
+        db.execute("INSERT INTO t VALUES (101)", ()).await.unwrap();
+        let busy = other
+            .fetch_one("PRAGMA wal_checkpoint(TRUNCATE)", ())
+            .await
+            .unwrap()
+            .unwrap()
+            .get::<i64>(0)
+            .unwrap();
+        assert_eq!(busy, 0, "a read lock is still held");
+        drop(cur);
+        other.close().await.unwrap();
+        db.close().await.unwrap();
+    });
+}

@@ -899,6 +899,12 @@ async fn options(cluster: &Cluster) {
     let reader = pool.reader().await.unwrap();
     let e = reader.execute("INSERT INTO p VALUES (11)", ()).await.unwrap_err();
     assert_eq!(e.sqlite_code(), Some(ErrorCode::ReadOnly), "{e:?}");
+    // Reads that overlap start no read anchor on a cluster (its locks are the server's).
+    assert_eq!(
+        pool.fetch_scalar::<i64>("SELECT count(*) FROM p", ()).await.unwrap(),
+        Some(1)
+    );
+    assert_eq!((pool.stats().anchor_holds, pool.stats().anchor_active), (0, false));
     drop(reader);
     pool.close().await.unwrap();
     db.close().await.unwrap();
