@@ -524,3 +524,31 @@ fn read_anchor_only_in_wal_mode_and_on_request() {
         }
     });
 }
+
+#[test]
+fn read_anchor_starts_for_a_steady_stream_of_reads_not_for_sparse_ones() {
+    let (_dir, path) = common::temp_db();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let pool = pool_at(&path, 2).await;
+        pool.execute("CREATE TABLE t(x)", ()).await.unwrap();
+        // One task, reads 2 ms apart: each pays its own lock calls, no anchor.
+        for _ in 0..20 {
+            pool.fetch_one("SELECT count(*) FROM t", ()).await.unwrap();
+            common::delay(Duration::from_millis(2)).await;
+        }
+        assert_eq!(pool.stats().anchor_holds, 0);
+        // One task reading back to back starts it (no read ever overlaps another here).
+        let mut reads = 0;
+        while pool.stats().anchor_holds == 0 && reads < 100_000 {
+            pool.fetch_one("SELECT count(*) FROM t", ()).await.unwrap();
+            reads += 1;
+        }
+        assert_eq!(pool.stats().anchor_holds, 1, "after {reads} reads");
+        assert!(reads >= 16, "started after {reads} reads");
+        pool.close().await.unwrap();
+    });
+}

@@ -295,23 +295,7 @@ fn workloads(cfg: &Config) -> Vec<Workload> {
         Workload {
             name: "point_select",
             target: 0.50,
-            rusqlite: Box::new(move |tmp| {
-                let p = tmp.file("r-sel");
-                populate(&p, n);
-                let c = rusqlite_open(&p);
-                let t = Instant::now();
-                let mut sum = 0.0;
-                for i in 0..n {
-                    let (id, nm, score): (i64, String, f64) = c
-                        .prepare_cached(SELECT_ONE)
-                        .unwrap()
-                        .query_row([i as i64 + 1], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                        .unwrap();
-                    sum += id as f64 + score + nm.len() as f64;
-                }
-                std::hint::black_box(sum);
-                n as f64 / t.elapsed().as_secs_f64()
-            }),
+            rusqlite: Box::new(move |tmp| rusqlite_point_select(tmp, n)),
             aiolite: Box::new(move |tmp| {
                 let p = tmp.file("a-sel");
                 populate(&p, n);
@@ -328,6 +312,37 @@ fn workloads(cfg: &Config) -> Vec<Workload> {
                     std::hint::black_box(sum);
                     let r = n as f64 / t.elapsed().as_secs_f64();
                     db.close().await.unwrap();
+                    r
+                })
+            }),
+        },
+        Workload {
+            // Not in BENCH.md: point_select's loop through a pool, one task (a request handler
+            // reading in a loop); rusqlite as in point_select.
+            name: "pool_select",
+            target: 0.50,
+            rusqlite: Box::new(move |tmp| rusqlite_point_select(tmp, n)),
+            aiolite: Box::new(move |tmp| {
+                let p = tmp.file("a-psel");
+                populate(&p, n);
+                runtime(multi).block_on(async {
+                    let pool = Pool::open(
+                        ConnectOptions::new(&p).recommended_pragmas(),
+                        PoolOptions::default().readers(readers),
+                    )
+                    .await
+                    .unwrap();
+                    let t = Instant::now();
+                    let mut sum = 0.0;
+                    for i in 0..n {
+                        let row = pool.fetch_one(SELECT_ONE, [i as i64 + 1]).await.unwrap().unwrap();
+                        let (id, nm, score): (i64, String, f64) =
+                            (row.get(0).unwrap(), row.get(1).unwrap(), row.get(2).unwrap());
+                        sum += id as f64 + score + nm.len() as f64;
+                    }
+                    std::hint::black_box(sum);
+                    let r = n as f64 / t.elapsed().as_secs_f64();
+                    pool.close().await.unwrap();
                     r
                 })
             }),
@@ -415,6 +430,25 @@ fn workloads(cfg: &Config) -> Vec<Workload> {
             }),
         },
     ]
+}
+
+/// `n` point selects by id on one rusqlite connection (a fresh `n`-row table); selects/s.
+fn rusqlite_point_select(tmp: &mut Temp, n: usize) -> f64 {
+    let p = tmp.file("r-sel");
+    populate(&p, n);
+    let c = rusqlite_open(&p);
+    let t = Instant::now();
+    let mut sum = 0.0;
+    for i in 0..n {
+        let (id, nm, score): (i64, String, f64) = c
+            .prepare_cached(SELECT_ONE)
+            .unwrap()
+            .query_row([i as i64 + 1], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap();
+        sum += id as f64 + score + nm.len() as f64;
+    }
+    std::hint::black_box(sum);
+    n as f64 / t.elapsed().as_secs_f64()
 }
 
 /// `times` scans of a fresh `rows`-row table on one rusqlite connection; rows/s of the last.
