@@ -9,7 +9,12 @@
 //! cargo run --release -p aiolite-bench -- --load 2     # with 2 busy threads competing for CPU
 //! cargo run --release -p aiolite-bench -- --only point_select,insert_txn --rounds 9
 //! cargo run --release -p aiolite-bench -- --only concurrent_read --runtime-threads 4
+//! cargo run --release -p aiolite-bench -- --only pool_select --rounds 15
 //! ```
+//!
+//! `pool_select` (point_select's loop through a pool from one task; not in BENCH.md) runs
+//! only when named in `--only`: a pool's threads ending every round would change which malloc
+//! arena the other workloads' fresh worker threads start with.
 //!
 //! `--runtime-threads T` sets the tokio runtime's worker threads (default: one per core);
 //! `--no-spin` opens aiolite's connections with `worker_spin` and `wait_spin` at zero (every
@@ -210,6 +215,8 @@ type Measure = Box<dyn FnMut(&mut Temp) -> f64>;
 
 struct Workload {
     name: &'static str,
+    /// Runs only when named in `--only`.
+    on_request: bool,
     target: f64,
     rusqlite: Measure,
     aiolite: Measure,
@@ -223,6 +230,7 @@ fn workloads(cfg: &Config) -> Vec<Workload> {
     let tasks = cfg.tasks;
     vec![
         Workload {
+            on_request: false,
             name: "insert_txn",
             target: 0.35,
             rusqlite: Box::new(move |tmp| {
@@ -258,6 +266,7 @@ fn workloads(cfg: &Config) -> Vec<Workload> {
             }),
         },
         Workload {
+            on_request: false,
             name: "insert_batch",
             target: 0.95,
             rusqlite: Box::new(move |tmp| {
@@ -293,6 +302,7 @@ fn workloads(cfg: &Config) -> Vec<Workload> {
             }),
         },
         Workload {
+            on_request: false,
             name: "point_select",
             target: 0.50,
             rusqlite: Box::new(move |tmp| rusqlite_point_select(tmp, n)),
@@ -317,37 +327,7 @@ fn workloads(cfg: &Config) -> Vec<Workload> {
             }),
         },
         Workload {
-            // Not in BENCH.md: point_select's loop through a pool, one task (a request handler
-            // reading in a loop); rusqlite as in point_select.
-            name: "pool_select",
-            target: 0.50,
-            rusqlite: Box::new(move |tmp| rusqlite_point_select(tmp, n)),
-            aiolite: Box::new(move |tmp| {
-                let p = tmp.file("a-psel");
-                populate(&p, n);
-                runtime(multi).block_on(async {
-                    let pool = Pool::open(
-                        ConnectOptions::new(&p).recommended_pragmas(),
-                        PoolOptions::default().readers(readers),
-                    )
-                    .await
-                    .unwrap();
-                    let t = Instant::now();
-                    let mut sum = 0.0;
-                    for i in 0..n {
-                        let row = pool.fetch_one(SELECT_ONE, [i as i64 + 1]).await.unwrap().unwrap();
-                        let (id, nm, score): (i64, String, f64) =
-                            (row.get(0).unwrap(), row.get(1).unwrap(), row.get(2).unwrap());
-                        sum += id as f64 + score + nm.len() as f64;
-                    }
-                    std::hint::black_box(sum);
-                    let r = n as f64 / t.elapsed().as_secs_f64();
-                    pool.close().await.unwrap();
-                    r
-                })
-            }),
-        },
-        Workload {
+            on_request: false,
             name: "scan_all",
             target: 0.90,
             rusqlite: Box::new(move |tmp| rusqlite_scan(tmp, m, 1)),
@@ -356,12 +336,14 @@ fn workloads(cfg: &Config) -> Vec<Workload> {
         Workload {
             // Not in BENCH.md: scan_all's query run three times on one connection, the third
             // timed (a service repeating its queries; fetch_all then reserves the row count).
+            on_request: false,
             name: "scan_all_repeat",
             target: 0.90,
             rusqlite: Box::new(move |tmp| rusqlite_scan(tmp, m, 3)),
             aiolite: Box::new(move |tmp| aiolite_scan(tmp, m, 3, multi)),
         },
         Workload {
+            on_request: false,
             name: "concurrent_read",
             target: 0.60,
             rusqlite: Box::new(move |tmp| {
@@ -424,6 +406,40 @@ fn workloads(cfg: &Config) -> Vec<Workload> {
                         h.await.unwrap();
                     }
                     let r = (per * tasks) as f64 / t.elapsed().as_secs_f64();
+                    pool.close().await.unwrap();
+                    r
+                })
+            }),
+        },
+        Workload {
+            // Not in BENCH.md: point_select's loop through a pool, one task (a request handler
+            // reading in a loop); rusqlite as in point_select. On request only: a pool's six
+            // threads ending in every round change which malloc arena the next fresh worker
+            // threads get, and with them scan_all's and insert_txn's results (see the README).
+            on_request: true,
+            name: "pool_select",
+            target: 0.50,
+            rusqlite: Box::new(move |tmp| rusqlite_point_select(tmp, n)),
+            aiolite: Box::new(move |tmp| {
+                let p = tmp.file("a-psel");
+                populate(&p, n);
+                runtime(multi).block_on(async {
+                    let pool = Pool::open(
+                        ConnectOptions::new(&p).recommended_pragmas(),
+                        PoolOptions::default().readers(readers),
+                    )
+                    .await
+                    .unwrap();
+                    let t = Instant::now();
+                    let mut sum = 0.0;
+                    for i in 0..n {
+                        let row = pool.fetch_one(SELECT_ONE, [i as i64 + 1]).await.unwrap().unwrap();
+                        let (id, nm, score): (i64, String, f64) =
+                            (row.get(0).unwrap(), row.get(1).unwrap(), row.get(2).unwrap());
+                        sum += id as f64 + score + nm.len() as f64;
+                    }
+                    std::hint::black_box(sum);
+                    let r = n as f64 / t.elapsed().as_secs_f64();
                     pool.close().await.unwrap();
                     r
                 })
@@ -608,8 +624,14 @@ fn main() {
         dir: tempfile::tempdir().unwrap(),
         seq: 0,
     };
-    let wanted = |name: &str| cfg.only.as_ref().is_none_or(|o| o.iter().any(|w| w == name));
-    let mut work: Vec<Workload> = workloads(&cfg).into_iter().filter(|w| wanted(w.name)).collect();
+    let wanted = |name: &str, on_request: bool| match &cfg.only {
+        Some(only) => only.iter().any(|w| w == name),
+        None => !on_request,
+    };
+    let mut work: Vec<Workload> = workloads(&cfg)
+        .into_iter()
+        .filter(|w| wanted(w.name, w.on_request))
+        .collect();
     let cores = std::thread::available_parallelism().map_or(0, usize::from);
     println!(
         "aiolite-bench: N={} M={} stream={} rounds={} readers={} runtime={} runtime_threads={} load_threads={} sqlite_mutexes={mutexes} cores={cores}",
@@ -669,7 +691,7 @@ fn main() {
             if ratio >= w.target { "ok" } else { "BELOW" }
         );
     }
-    if wanted("stream_memory") {
+    if wanted("stream_memory", false) {
         match stream_memory(&cfg, &mut tmp) {
             Some((r_rate, a_rate, r_rss, a_rss)) => {
                 println!(
