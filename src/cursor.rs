@@ -213,15 +213,17 @@ impl Cursor {
             self.inflight.pop_front();
             match outcome {
                 Ok(Reply::Chunk(chunk)) => self.accept_rows(chunk.rows, chunk.done),
-                Ok(_) => {
-                    self.fail_now();
-                    return Poll::Ready(Some(Err(unexpected("cursor fetch"))));
-                }
-                Err(e) => {
-                    self.fail_now();
-                    return Poll::Ready(Some(Err(e)));
-                }
+                other => return Poll::Ready(Some(Err(self.failed_with(other)))),
             }
+        }
+    }
+
+    /// The error a reply that is not a chunk stands for; the cursor is finished.
+    fn failed_with(&mut self, reply: Result<Reply>) -> Error {
+        self.fail_now();
+        match reply {
+            Err(e) => e,
+            Ok(_) => unexpected("cursor fetch"),
         }
     }
 
@@ -283,14 +285,7 @@ impl Cursor {
                         self.cancel_inflight();
                     }
                 }
-                Ok(_) => {
-                    self.fail_now();
-                    return Err(unexpected("cursor fetch"));
-                }
-                Err(e) => {
-                    self.fail_now();
-                    return Err(e);
-                }
+                other => return Err(self.failed_with(other)),
             }
         }
         if let Some(e) = self.pending_error.take() {
@@ -310,14 +305,7 @@ impl Cursor {
                     self.done = true;
                     self.worker_closed = c.done;
                 }
-                Ok(_) => {
-                    self.fail_now();
-                    return Err(unexpected("cursor fetch"));
-                }
-                Err(e) => {
-                    self.fail_now();
-                    return Err(e);
-                }
+                other => return Err(self.failed_with(other)),
             }
         }
         Ok(std::mem::take(&mut self.buf).into())

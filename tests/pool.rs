@@ -22,11 +22,7 @@ const SCHEMA: &str = "CREATE TABLE t(id INTEGER PRIMARY KEY, writer INTEGER NOT 
 #[test]
 fn writers_and_readers_at_once_lose_nothing() {
     let (_dir, path) = common::temp_db();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(4)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = common::multi_thread_rt(4);
     rt.block_on(async {
         let pool = pool_at(&path, 4).await;
         pool.execute(SCHEMA, ()).await.unwrap();
@@ -254,10 +250,7 @@ fn acquire_timeout_and_cancelled_waiters_leave_the_pool_whole() {
 #[test]
 fn writers_are_served_in_fifo_order() {
     let (_dir, path) = common::temp_db();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = common::current_thread_rt();
     rt.block_on(async {
         let pool = pool_at(&path, 1).await;
         pool.execute("CREATE TABLE t(seq INTEGER)", ()).await.unwrap();
@@ -418,11 +411,7 @@ fn wal_frames(path: &std::path::Path) -> u64 {
 #[test]
 fn read_anchor_holds_while_reads_overlap_and_never_holds_back_checkpoints() {
     let (_dir, path) = common::temp_db();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = common::multi_thread_rt(2);
     rt.block_on(async {
         let pool = Pool::open(
             ConnectOptions::new(&path)
@@ -500,10 +489,7 @@ fn read_anchor_holds_while_reads_overlap_and_never_holds_back_checkpoints() {
 
 #[test]
 fn read_anchor_only_in_wal_mode_and_on_request() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = common::current_thread_rt();
     rt.block_on(async {
         for (journal, enabled) in [("DELETE", true), ("WAL", false)] {
             let (_dir, path) = common::temp_db();
@@ -528,10 +514,7 @@ fn read_anchor_only_in_wal_mode_and_on_request() {
 #[test]
 fn read_anchor_starts_for_a_steady_stream_of_reads_not_for_sparse_ones() {
     let (_dir, path) = common::temp_db();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = common::current_thread_rt();
     rt.block_on(async {
         let pool = pool_at(&path, 2).await;
         pool.execute("CREATE TABLE t(x)", ()).await.unwrap();

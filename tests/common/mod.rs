@@ -23,6 +23,23 @@ where
     futures::executor::block_on(f());
 }
 
+/// A tokio current-thread runtime with time and I/O.
+pub fn current_thread_rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A tokio multi-thread runtime with `workers` threads, time and I/O.
+pub fn multi_thread_rt(workers: usize) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// A fresh temp dir and a database path inside it.
 pub fn temp_db() -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
