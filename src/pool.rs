@@ -91,9 +91,9 @@ impl PoolOptions {
     /// after the reads stop, and as soon as it sees that the database changed (a commit by
     /// any connection), holding nothing again until a millisecond passes without a commit:
     /// a read transaction held across commits would keep checkpoints from catching up with
-    /// the log. It exists only for file databases in WAL mode with at least two readers (in
+    /// the log. It exists only for file databases in WAL mode with readers (in
     /// rollback-journal mode a held read lock would block the writer), and costs one more
-    /// connection and worker thread, which sleeps while no reads overlap.
+    /// connection and worker thread, which sleeps while the reads are idle.
     pub fn anchor_reads(mut self, enabled: bool) -> Self {
         self.anchor_reads = enabled;
         self
@@ -337,7 +337,7 @@ impl Pool {
                 }
             }
         }
-        let anchor = if pool.anchor_reads && readers.len() >= 2 {
+        let anchor = if pool.anchor_reads && !readers.is_empty() {
             match Self::open_anchor(&writer, &options).await {
                 Ok(a) => a,
                 Err(e) => {
