@@ -142,6 +142,7 @@ impl Cursor {
             // requests still queued would find the statement finished: skip them.
             self.pending_error = None;
             self.cancel_inflight();
+            self.spare = Vec::new();
         } else {
             self.request_ahead();
         }
@@ -227,11 +228,13 @@ impl Cursor {
         }
     }
 
-    /// A reply was an error: the cursor is finished (the worker closed the statement).
+    /// A reply was an error: the cursor is finished (`finish` closes the statement if the
+    /// worker did not).
     fn fail_now(&mut self) {
         self.done = true;
         self.failed = true;
         self.cancel_inflight();
+        self.spare = Vec::new();
     }
 
     /// The next row, `None` when the result is exhausted.
