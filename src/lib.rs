@@ -122,6 +122,7 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![deny(clippy::all)]
 
+mod anchor;
 #[cfg(feature = "axum")]
 pub mod axum;
 mod backup;

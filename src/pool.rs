@@ -281,6 +281,7 @@ fn reader_options(options: &ConnectOptions) -> ConnectOptions {
     ro.create_if_missing = false;
     ro.isolation_level = None;
     ro.reject_writes = true;
+    ro.anchor_reads = false;
     ro.pragmas.retain(|(k, _)| {
         !k.rsplit('.')
             .next()
@@ -298,13 +299,6 @@ impl Drop for PoolInner {
     }
 }
 
-fn is_memory(opts: &ConnectOptions) -> bool {
-    let p = opts.path.to_string_lossy();
-    p == ":memory:"
-        || p.is_empty()
-        || (p.starts_with("file:") && (p.contains("mode=memory") || p.starts_with("file::memory:")))
-}
-
 impl Pool {
     /// Open the writer (switching the database to WAL), then the readers (read-only, with the
     /// same options except `journal_mode`).
@@ -312,8 +306,10 @@ impl Pool {
     /// # Failure
     /// Any connection's open error; connections already opened are closed again.
     pub async fn open(options: ConnectOptions, pool: PoolOptions) -> Result<Pool> {
-        let memory = is_memory(&options);
+        let memory = options.in_memory();
         let mut writer_opts = options.clone();
+        // The pool anchors its readers' locks itself.
+        writer_opts.anchor_reads = false;
         if !memory
             && !writer_opts.pragmas.iter().any(|(k, _)| {
                 k.rsplit('.')

@@ -39,6 +39,18 @@ pub(crate) struct Queue {
     submitter_cpu: AtomicI32,
 }
 
+/// What the worker's wait ended with.
+// Returned once per command and taken apart at once, like the `Option<Job>` it replaces:
+// boxing the job would cost an allocation per command.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Next {
+    Job(Job),
+    /// Closed or dropped, and nothing left.
+    Closed,
+    /// Nothing to run: a tick passed, or the read anchor wants a look.
+    Idle,
+}
+
 struct Inner {
     jobs: VecDeque<Job>,
     /// Callers waiting for room, in arrival order.
@@ -205,19 +217,23 @@ impl Queue {
         job
     }
 
-    /// The worker's wait for the next command: spin up to `spin`, then park. `None` when the
-    /// queue is closed or dropped and empty.
-    pub(crate) fn next(&self, spin: Duration) -> Option<Job> {
+    /// The worker's wait for the next command: spin up to `spin`, then park — for at most
+    /// `tick` when given, and never while `attention` is set (it is the read anchor's
+    /// `active` flag, which inline reads set, then wake the worker with `wake_for`).
+    pub(crate) fn next(&self, spin: Duration, tick: Option<Duration>, attention: &AtomicBool) -> Next {
         loop {
             if let Some(job) = self.pop() {
-                return Some(job);
+                return Next::Job(job);
             }
             if self.state.load(Ordering::Acquire) != OPEN {
                 // Decide under the lock: the atomics alone may lag behind a push.
                 if self.lock().jobs.is_empty() {
-                    return None;
+                    return Next::Closed;
                 }
                 continue;
+            }
+            if tick.is_none() && attention.load(Ordering::SeqCst) {
+                return Next::Idle;
             }
             if !spin.is_zero() {
                 let limit = spin.as_nanos().min(u128::from(u64::MAX)) as u64;
@@ -227,11 +243,23 @@ impl Queue {
                 }
             }
             self.parked.store(true, Ordering::SeqCst);
-            if self.len.load(Ordering::SeqCst) == 0 && self.state.load(Ordering::SeqCst) == OPEN {
-                std::thread::park();
+            let idle = self.len.load(Ordering::SeqCst) == 0 && self.state.load(Ordering::SeqCst) == OPEN;
+            match tick {
+                Some(t) if idle => std::thread::park_timeout(t),
+                None if idle && !attention.load(Ordering::SeqCst) => std::thread::park(),
+                _ => {}
             }
             self.parked.store(false, Ordering::SeqCst);
+            if tick.is_some() && self.len.load(Ordering::SeqCst) == 0 && self.state.load(Ordering::SeqCst) == OPEN {
+                return Next::Idle;
+            }
         }
+    }
+
+    /// Wake the worker after setting the flag it watches in [`next`](Self::next) (SeqCst on
+    /// both sides: either it sees the flag before parking, or we see it parked).
+    pub(crate) fn wake_for(&self) {
+        self.wake_worker();
     }
 
     /// A future that submits `job`, waiting (FIFO) for room when the queue is full.

@@ -339,6 +339,17 @@ impl Connection {
         self.shared().next_id()
     }
 
+    /// Times this connection's read anchor began holding a read transaction (see
+    /// [`ConnectOptions::anchor_reads`](crate::ConnectOptions::anchor_reads)), and whether it
+    /// is at work now.
+    pub fn read_anchor(&self) -> (u64, bool) {
+        let a = &self.shared().anchor;
+        (
+            a.holds.load(std::sync::atomic::Ordering::Relaxed),
+            a.active.load(std::sync::atomic::Ordering::SeqCst),
+        )
+    }
+
     /// Commands submitted to this connection and not finished yet (queued, waiting behind a
     /// transaction, or running).
     pub fn pending(&self) -> usize {

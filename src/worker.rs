@@ -11,7 +11,7 @@ use rusqlite::ffi;
 use crate::error::{Error, Result};
 use crate::options::{self, ConnectOptions, IsolationLevel, TransactionBehavior};
 use crate::params::ParamValues;
-use crate::queue::Queue;
+use crate::queue::{Next, Queue};
 use crate::reply::{Outcome, ReplyTo, Slot};
 use crate::row::{Column, Row};
 use crate::sql::{self, Verb};
@@ -169,6 +169,8 @@ pub(crate) struct Shared {
     pub(crate) inline_reads: bool,
     inline_budget_ns: u64,
     pub(crate) path: String,
+    /// The callers' side of the read anchor (see `anchor`).
+    pub(crate) anchor: crate::anchor::AnchorFlags,
 }
 
 impl Shared {
@@ -187,6 +189,12 @@ impl Shared {
             inline_reads: opts.inline_reads,
             inline_budget_ns: opts.inline_budget.as_nanos().min(u128::from(u64::MAX)) as u64,
             path: opts.path.to_string_lossy().into_owned(),
+            anchor: crate::anchor::AnchorFlags::new(
+                opts.anchor_reads
+                    && opts.inline_reads
+                    && !opts.in_memory()
+                    && !opts.path.to_string_lossy().starts_with("dqlite://"),
+            ),
         }
     }
 
@@ -233,6 +241,9 @@ impl Shared {
     pub(crate) fn try_inline(&self, owner: u64, text: &str, params: &ParamValues, kind: FetchKind) -> Option<Outcome> {
         if !self.inline_reads || self.queue.pending() != 0 || sql::verb(text) != Verb::Select {
             return None;
+        }
+        if self.anchor.touch(|| self.ctx.now_ns()) {
+            self.queue.wake_for();
         }
         let mut guard = self.conn.try_lock().ok()?;
         // Re-check under the lock: anything submitted from now on runs after us.
@@ -1481,17 +1492,37 @@ fn worker_body(shared: &Arc<Shared>, opts: &ConnectOptions, opened: &Slot) {
     let mut deferred: VecDeque<Job> = VecDeque::new();
     let mut gate_open = true;
     let mut closing: Option<Job> = None;
+    let mut anchor = crate::anchor::ConnAnchor::new();
+    // No spin right after looking at the anchor: nothing came during the tick.
+    let mut spin_now = spin;
     loop {
         let next = if gate_open && !deferred.is_empty() {
             deferred.pop_front()
         } else if closing.is_some() {
             None
         } else {
-            shared.queue.next(spin)
+            let tick = shared
+                .anchor
+                .active
+                .load(Ordering::SeqCst)
+                .then_some(crate::anchor::TICK);
+            match shared.queue.next(spin_now, tick, &shared.anchor.active) {
+                Next::Job(job) => Some(job),
+                Next::Closed => None,
+                Next::Idle => {
+                    anchor.tick(&shared.anchor, &opts.path);
+                    spin_now = Duration::ZERO;
+                    continue;
+                }
+            }
         };
+        spin_now = spin;
         let Some(job) = next else {
             break;
         };
+        // A command may need the database to itself, and nothing looks after the anchor
+        // while it runs.
+        anchor.pause();
         if job.reply.is_cancelled() && !matches!(job.op, Op::Close) {
             shared.queue.finished();
             continue;
@@ -1552,6 +1583,8 @@ fn worker_body(shared: &Arc<Shared>, opts: &ConnectOptions, opened: &Slot) {
     }
 
     // Drain is over: close SQLite.
+    anchor.release();
+    drop(anchor);
     for job in deferred.drain(..) {
         shared.queue.finished();
         job.reply.send(Err(Error::Closed));

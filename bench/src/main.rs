@@ -18,7 +18,8 @@
 //!
 //! `--runtime-threads T` sets the tokio runtime's worker threads (default: one per core);
 //! `--no-spin` opens aiolite's connections with `worker_spin` and `wait_spin` at zero (every
-//! hand-off parks and wakes a thread), to see what the spinning buys.
+//! hand-off parks and wakes a thread), to see what the spinning buys. `--conn-anchor` opens
+//! aiolite's connections with `anchor_reads(true)` (opt-in; pools anchor by default).
 //!
 //! The bench calls `aiolite::install_spinning_mutexes()` before anything else, as the README
 //! recommends for services; SQLite's mutexes are process-wide, so the rusqlite side runs with
@@ -92,6 +93,7 @@ fn parse_args() -> Config {
             "--load" => cfg.load = num("--load"),
             "--current-thread" => cfg.multi_thread = false,
             "--no-spin" => NO_SPIN.store(true, Ordering::Relaxed),
+            "--conn-anchor" => CONN_ANCHOR.store(true, Ordering::Relaxed),
             "--default-mutexes" => DEFAULT_MUTEXES.store(true, Ordering::Relaxed),
             "--runtime-threads" => {
                 let t = num("--runtime-threads");
@@ -117,7 +119,7 @@ fn parse_args() -> Config {
                 println!(
                     "usage: aiolite-bench [--quick] [--rounds R] [--n N] [--m M] [--stream-rows S] \
                      [--readers K] [--load THREADS] [--current-thread] [--runtime-threads T] \
-                     [--no-spin] [--default-mutexes] [--only w1,w2]"
+                     [--no-spin] [--conn-anchor] [--default-mutexes] [--only w1,w2]"
                 );
                 std::process::exit(0);
             }
@@ -129,6 +131,8 @@ fn parse_args() -> Config {
 
 /// `--no-spin`: connections open with `worker_spin` and `wait_spin` zero (park at once).
 static NO_SPIN: AtomicBool = AtomicBool::new(false);
+/// `--conn-anchor`: aiolite's connections opt in to `ConnectOptions::anchor_reads`.
+static CONN_ANCHOR: AtomicBool = AtomicBool::new(false);
 
 /// `--default-mutexes`: leave SQLite's mutexes as they are (no
 /// `aiolite::install_spinning_mutexes`).
@@ -176,6 +180,9 @@ async fn aiolite_open(path: &Path) -> aiolite::Connection {
     let mut o = ConnectOptions::new(path).recommended_pragmas();
     if NO_SPIN.load(Ordering::Relaxed) {
         o = o.worker_spin(Duration::ZERO).wait_spin(Duration::ZERO);
+    }
+    if CONN_ANCHOR.load(Ordering::Relaxed) {
+        o = o.anchor_reads(true);
     }
     o.open().await.unwrap()
 }
