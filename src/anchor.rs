@@ -10,7 +10,6 @@
 //! before every command it runs (a command may need the database to itself, and the worker
 //! cannot look at the anchor while it runs one).
 
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -77,9 +76,46 @@ impl AnchorFlags {
     }
 }
 
+/// Consecutive rounds that found the database locked before the anchor gives up.
+const BUSY_ROUNDS: u32 = 1000;
+
+/// The `file:` URI the second handle opens: the main handle's file by its absolute name (the
+/// working directory may change later), read-only, with the original URI's other parameters
+/// (`vfs=` …) but neither `mode=` nor `cache=`. `None` for a database without a file.
+pub(crate) fn sibling_uri(original: &str, filename: Option<&str>) -> Option<String> {
+    let filename = filename.filter(|f| !f.is_empty())?;
+    let mut uri = String::from("file:");
+    for c in filename.chars() {
+        match c {
+            '%' => uri.push_str("%25"),
+            '?' => uri.push_str("%3f"),
+            '#' => uri.push_str("%23"),
+            c => uri.push(c),
+        }
+    }
+    uri.push_str("?mode=ro");
+    if original.starts_with("file:")
+        && let Some((_, query)) = original.split_once('?')
+    {
+        let query = query.split('#').next().unwrap_or("");
+        for param in query.split('&').filter(|p| !p.is_empty()) {
+            let key = param.split('=').next().unwrap_or("").to_ascii_lowercase();
+            if key != "mode" && key != "cache" {
+                uri.push('&');
+                uri.push_str(param);
+            }
+        }
+    }
+    Some(uri)
+}
+
 /// The worker's side: the second handle and what it holds.
 pub(crate) struct ConnAnchor {
+    /// What to open (`None`: nothing to anchor).
+    uri: Option<String>,
     sibling: Option<rusqlite::Connection>,
+    /// Rounds in a row that found the database locked.
+    busy_rounds: u32,
     /// When the read transaction began (`None`: not holding).
     holding: Option<Instant>,
     /// When the anchor last let go because of a commit or a command (`None`: it did not).
@@ -88,9 +124,11 @@ pub(crate) struct ConnAnchor {
 }
 
 impl ConnAnchor {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(uri: Option<String>) -> Self {
         ConnAnchor {
+            uri,
             sibling: None,
+            busy_rounds: 0,
             holding: None,
             paused: None,
             version: 0,
@@ -98,17 +136,33 @@ impl ConnAnchor {
     }
 
     /// The worker is idle with the anchor active: hold, refresh or let go as the flags say.
-    pub(crate) fn tick(&mut self, flags: &AnchorFlags, path: &Path) {
-        if let Err(e) = self.step(flags, path) {
-            tracing::debug!("aiolite: the read anchor of {} is off: {e}", path.display());
-            self.release();
-            self.sibling = None;
-            flags.disabled.store(true, Ordering::Relaxed);
-            flags.active.store(false, Ordering::SeqCst);
+    /// The second handle never waits for a lock (the worker must stay free for commands): a
+    /// locked database skips the round, many in a row turn the anchor off, as does any other
+    /// error.
+    pub(crate) fn tick(&mut self, flags: &AnchorFlags) {
+        match self.step(flags) {
+            Ok(()) => self.busy_rounds = 0,
+            Err(e)
+                if matches!(
+                    e.sqlite_error_code(),
+                    Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+                ) && self.busy_rounds < BUSY_ROUNDS =>
+            {
+                self.busy_rounds += 1;
+                self.release();
+                self.paused = Some(Instant::now());
+            }
+            Err(e) => {
+                tracing::debug!("aiolite: a connection's read anchor is off: {e}");
+                self.release();
+                self.sibling = None;
+                flags.disabled.store(true, Ordering::Relaxed);
+                flags.active.store(false, Ordering::SeqCst);
+            }
         }
     }
 
-    fn step(&mut self, flags: &AnchorFlags, path: &Path) -> rusqlite::Result<()> {
+    fn step(&mut self, flags: &AnchorFlags) -> rusqlite::Result<()> {
         let stop = |flags: &AnchorFlags| {
             flags.active.store(false, Ordering::SeqCst);
             Ok(())
@@ -148,12 +202,17 @@ impl ConnAnchor {
         }
         // Just started.
         if self.sibling.is_none() {
+            let Some(uri) = &self.uri else {
+                flags.disabled.store(true, Ordering::Relaxed);
+                return stop(flags);
+            };
             let c = rusqlite::Connection::open_with_flags(
-                path,
+                uri,
                 rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
                     | rusqlite::OpenFlags::SQLITE_OPEN_URI
                     | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
             )?;
+            c.busy_timeout(Duration::ZERO)?;
             let mode: String = c.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
             if !mode.eq_ignore_ascii_case("wal") {
                 flags.disabled.store(true, Ordering::Relaxed);
@@ -231,32 +290,32 @@ mod tests {
             .unwrap();
         let flags = AnchorFlags::new(true);
         flags.active.store(true, Ordering::SeqCst);
-        let mut anchor = ConnAnchor::new();
+        let mut anchor = ConnAnchor::new(sibling_uri("", path.to_str()));
         let holds = || flags.holds.load(Ordering::Relaxed);
         // Started: holds at once.
-        anchor.tick(&flags, &path);
+        anchor.tick(&flags);
         assert!(anchor.holding.is_some());
         assert_eq!(holds(), 1);
         // Woken early: nothing changes.
-        anchor.tick(&flags, &path);
+        anchor.tick(&flags);
         assert_eq!(holds(), 1);
         // A tick with reads and no commit: a fresh snapshot.
         flags.touched.store(true, Ordering::Relaxed);
         after_a_tick();
-        anchor.tick(&flags, &path);
+        anchor.tick(&flags);
         assert!(anchor.holding.is_some());
         assert_eq!(holds(), 2);
         // A commit meanwhile: it lets go and holds nothing for a tick...
         writer.execute("INSERT INTO t VALUES (1)", []).unwrap();
         flags.touched.store(true, Ordering::Relaxed);
         after_a_tick();
-        anchor.tick(&flags, &path);
+        anchor.tick(&flags);
         assert!(anchor.holding.is_none(), "held across a commit");
         assert_eq!(holds(), 2);
         // ... then holds again after a quiet tick with reads.
         flags.touched.store(true, Ordering::Relaxed);
         after_a_tick();
-        anchor.tick(&flags, &path);
+        anchor.tick(&flags);
         assert!(anchor.holding.is_some());
         assert_eq!(holds(), 3);
         // A command: it lets go at once.
@@ -264,7 +323,7 @@ mod tests {
         assert!(anchor.holding.is_none());
         // No reads for a tick: it stops.
         after_a_tick();
-        anchor.tick(&flags, &path);
+        anchor.tick(&flags);
         assert!(!flags.active.load(Ordering::SeqCst));
         assert!(anchor.holding.is_none());
         // While it held nothing, a TRUNCATE checkpoint goes through.
@@ -272,6 +331,20 @@ mod tests {
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
             .unwrap();
         assert_eq!(busy, 0);
+    }
+
+    #[test]
+    fn the_second_handle_opens_the_same_file_read_only() {
+        assert_eq!(
+            sibling_uri("app.db", Some("/d/app.db")).unwrap(),
+            "file:/d/app.db?mode=ro"
+        );
+        assert_eq!(
+            sibling_uri("file:app.db?mode=rwc&vfs=unix-none&Cache=shared#x", Some("/d/a?b%#.db")).unwrap(),
+            "file:/d/a%3fb%25%23.db?mode=ro&vfs=unix-none"
+        );
+        assert_eq!(sibling_uri(":memory:", Some("")), None);
+        assert_eq!(sibling_uri("x.db", None), None);
     }
 
     #[test]
@@ -284,8 +357,8 @@ mod tests {
             .unwrap();
         let flags = AnchorFlags::new(true);
         flags.active.store(true, Ordering::SeqCst);
-        let mut anchor = ConnAnchor::new();
-        anchor.tick(&flags, &path);
+        let mut anchor = ConnAnchor::new(sibling_uri("", path.to_str()));
+        anchor.tick(&flags);
         assert!(anchor.holding.is_none());
         assert!(flags.disabled.load(Ordering::Relaxed));
         assert!(!flags.active.load(Ordering::SeqCst));

@@ -250,8 +250,11 @@ impl ConnectOptions {
     ///
     /// Why opt-in: once opened, the second handle stays open with the connection, and SQLite
     /// counts it as another connection to the file. A connection that changes `journal_mode`
-    /// out of WAL, or uses `locking_mode=EXCLUSIVE`, needs to be the only one, and gets
-    /// `SQLITE_BUSY` while it is open. A [`Pool`](crate::Pool) has other connections anyway
+    /// out of WAL needs to be the only one, and gets `SQLITE_BUSY` while it is open; a
+    /// checkpoint that needs every reader gone (`RESTART`, `TRUNCATE`) waits until the reads
+    /// pause. The second handle never waits for a lock itself (with `locking_mode=EXCLUSIVE`
+    /// it simply finds the file locked and holds nothing), and there is none for shared-cache
+    /// URIs (`cache=shared`: one page cache would give the reads its snapshot). A [`Pool`](crate::Pool) has other connections anyway
     /// and does the same across its readers by default
     /// ([`PoolOptions::anchor_reads`](crate::PoolOptions::anchor_reads)).
     pub fn anchor_reads(mut self, enabled: bool) -> Self {

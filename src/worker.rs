@@ -193,7 +193,10 @@ impl Shared {
                 opts.anchor_reads
                     && opts.inline_reads
                     && !opts.in_memory()
-                    && !opts.path.to_string_lossy().starts_with("dqlite://"),
+                    && !opts.path.to_string_lossy().starts_with("dqlite://")
+                    // Shared-cache handles share one page cache, and with it the anchor's
+                    // snapshot: reads would not be current.
+                    && !opts.path.to_string_lossy().to_ascii_lowercase().contains("cache=shared"),
             ),
         }
     }
@@ -1485,6 +1488,14 @@ fn worker_body(shared: &Arc<Shared>, opts: &ConnectOptions, opened: &Slot) {
         }
     };
     shared.publish(&*engine.backend);
+    let mut engine = engine;
+    // The second handle of the read anchor opens the file by the name SQLite resolved now.
+    let anchor_uri = if shared.anchor.disabled.load(Ordering::Relaxed) {
+        None
+    } else {
+        let filename = engine.backend.local().and_then(|st| st.conn.path().map(str::to_owned));
+        crate::anchor::sibling_uri(&opts.path.to_string_lossy(), filename.as_deref())
+    };
     *shared.lock_conn() = Some(engine);
     opened.complete(Ok(Reply::Unit));
 
@@ -1492,7 +1503,7 @@ fn worker_body(shared: &Arc<Shared>, opts: &ConnectOptions, opened: &Slot) {
     let mut deferred: VecDeque<Job> = VecDeque::new();
     let mut gate_open = true;
     let mut closing: Option<Job> = None;
-    let mut anchor = crate::anchor::ConnAnchor::new();
+    let mut anchor = crate::anchor::ConnAnchor::new(anchor_uri);
     // No spin right after looking at the anchor: nothing came during the tick.
     let mut spin_now = spin;
     loop {
@@ -1510,7 +1521,7 @@ fn worker_body(shared: &Arc<Shared>, opts: &ConnectOptions, opened: &Slot) {
                 Next::Job(job) => Some(job),
                 Next::Closed => None,
                 Next::Idle => {
-                    anchor.tick(&shared.anchor, &opts.path);
+                    anchor.tick(&shared.anchor);
                     spin_now = Duration::ZERO;
                     continue;
                 }

@@ -117,10 +117,55 @@ fn read_anchor_of_a_connection() {
         assert!(common::eventually(|| common::worker_threads() == 0));
         assert!(common::eventually(|| fds() <= before_fds), "{} > {before_fds}", fds());
 
-        // Never for in-memory databases, outside WAL mode, or by default.
+        // A `mode=rwc` URI: the second handle opens the file read-only all the same.
+        let uri = format!("file:{}?mode=rwc", path.display());
+        let db = ConnectOptions::new(&uri).anchor_reads(true).open().await.unwrap();
+        let mut reads = 0;
+        while db.read_anchor().0 == 0 && reads < 100_000 {
+            db.fetch_one("SELECT count(*) FROM t", ()).await.unwrap();
+            reads += 1;
+        }
+        assert!(db.read_anchor().0 >= 1, "no hold after {reads} reads");
+        db.close().await.unwrap();
+
+        // A database this connection holds exclusively (`locking_mode=EXCLUSIVE` after a
+        // write): the second handle finds it locked and skips its rounds without waiting, so
+        // commands between the reads run at once (a busy wait would hold the worker 5 s).
+        let (_dir3, excl) = common::temp_db();
+        let db = ConnectOptions::new(&excl)
+            .recommended_pragmas()
+            .pragma("locking_mode", "EXCLUSIVE")
+            .anchor_reads(true)
+            .open()
+            .await
+            .unwrap();
+        db.execute("CREATE TABLE t(x)", ()).await.unwrap();
+        let t = std::time::Instant::now();
+        for i in 1..=20_i64 {
+            for _ in 0..50 {
+                db.fetch_one("SELECT count(*) FROM t", ()).await.unwrap();
+            }
+            db.execute("INSERT INTO t VALUES (1)", ()).await.unwrap();
+            assert_eq!(
+                db.fetch_scalar::<i64>("SELECT count(*) FROM t", ()).await.unwrap(),
+                Some(i)
+            );
+        }
+        assert!(t.elapsed() < Duration::from_secs(4), "took {:?}", t.elapsed());
+        assert_eq!(db.read_anchor().0, 0, "held a lock on a database held exclusively");
+        db.close().await.unwrap();
+
+        // Never for in-memory databases, shared-cache URIs (one page cache: the anchor's
+        // snapshot would be the reads'), outside WAL mode, or by default.
         let (_dir2, rollback) = common::temp_db();
+        let shared_cache = format!("file:{}?cache=shared", path.display());
         for db in [
             ConnectOptions::new(":memory:").anchor_reads(true).open().await.unwrap(),
+            ConnectOptions::new(&shared_cache)
+                .anchor_reads(true)
+                .open()
+                .await
+                .unwrap(),
             ConnectOptions::new(&rollback)
                 .pragma("journal_mode", "DELETE")
                 .anchor_reads(true)
