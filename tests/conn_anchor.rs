@@ -24,13 +24,6 @@ fn fds() -> usize {
     std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
 }
 
-/// Frames in the `-wal` file (it only grows: SQLite reuses it from the start after a restart).
-fn wal_frames(path: &std::path::Path) -> u64 {
-    let mut wal = path.as_os_str().to_owned();
-    wal.push("-wal");
-    std::fs::metadata(wal).map_or(0, |m| m.len()) / (4096 + 24)
-}
-
 #[test]
 fn read_anchor_of_a_connection() {
     let (_dir, path) = common::temp_db();
@@ -86,19 +79,16 @@ fn read_anchor_of_a_connection() {
         }
         stop.store(true, Ordering::Relaxed);
         reads.await.unwrap();
-        let frames = wal_frames(&path);
+        let frames = common::wal_frames(&path);
         assert!(frames < 900, "the log grew to {frames} frames: it never restarted");
         // The reads stopped: the anchor lets go, and a TRUNCATE checkpoint (every read lock
         // free) goes through.
         assert!(common::eventually(|| !db.read_anchor().1));
-        let busy = other
-            .fetch_one("PRAGMA wal_checkpoint(TRUNCATE)", ())
-            .await
-            .unwrap()
-            .unwrap()
-            .get::<i64>(0)
-            .unwrap();
-        assert_eq!(busy, 0, "the checkpoint was blocked");
+        assert_eq!(
+            common::truncate_checkpoint(&other).await,
+            0,
+            "the checkpoint was blocked"
+        );
         other.close().await.unwrap();
 
         // Commands run while reads stream (the anchor lets go before each): every write

@@ -472,14 +472,11 @@ fn a_cursor_of_an_ended_transaction_keeps_no_snapshot_open() {
             Some(101)
         );
         db.execute("INSERT INTO t VALUES (101)", ()).await.unwrap();
-        let busy = other
-            .fetch_one("PRAGMA wal_checkpoint(TRUNCATE)", ())
-            .await
-            .unwrap()
-            .unwrap()
-            .get::<i64>(0)
-            .unwrap();
-        assert_eq!(busy, 0, "a read lock is still held");
+        assert_eq!(
+            common::truncate_checkpoint(&other).await,
+            0,
+            "a read lock is still held"
+        );
         drop(cur);
         other.close().await.unwrap();
         db.close().await.unwrap();

@@ -400,14 +400,6 @@ fn pool_and_guards_are_send_sync() {
     });
 }
 
-/// Frames in the `-wal` file (its size only grows: SQLite reuses it from the start after a
-/// restart instead of truncating it).
-fn wal_frames(path: &std::path::Path) -> u64 {
-    let mut wal = path.as_os_str().to_owned();
-    wal.push("-wal");
-    std::fs::metadata(wal).map_or(0, |m| m.len()) / (4096 + 24)
-}
-
 #[test]
 fn read_anchor_holds_while_reads_overlap_and_never_holds_back_checkpoints() {
     let (_dir, path) = common::temp_db();
@@ -464,7 +456,7 @@ fn read_anchor_holds_while_reads_overlap_and_never_holds_back_checkpoints() {
         // Each commit adds 3 frames: 1,200 means the log never restarted. Reads that overlap
         // all the time hold restarts back anyway (150-300 frames without the anchor here,
         // 190-450 with it; an anchor holding its snapshot across commits: 1,200).
-        let frames = wal_frames(&path);
+        let frames = common::wal_frames(&path);
         assert!(
             frames < 900,
             "the log grew to {frames} frames over 400 commits: it never restarted"
@@ -473,16 +465,14 @@ fn read_anchor_holds_while_reads_overlap_and_never_holds_back_checkpoints() {
         // read lock free) goes through.
         drop(held);
         assert!(common::eventually(|| !pool.stats().anchor_active));
-        let row = pool
-            .writer()
-            .await
-            .unwrap()
-            .fetch_one("PRAGMA wal_checkpoint(TRUNCATE)", ())
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(row.get::<i64>(0).unwrap(), 0, "the checkpoint was blocked");
-        assert_eq!(wal_frames(&path), 0);
+        let writer = pool.writer().await.unwrap();
+        assert_eq!(
+            common::truncate_checkpoint(writer.connection()).await,
+            0,
+            "the checkpoint was blocked"
+        );
+        drop(writer);
+        assert_eq!(common::wal_frames(&path), 0);
         pool.close().await.unwrap();
     });
 }

@@ -40,6 +40,25 @@ pub fn multi_thread_rt(workers: usize) -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// Frames in a database's `-wal` file (its size only grows: SQLite reuses it from the start
+/// after a restart instead of truncating it).
+pub fn wal_frames(path: &std::path::Path) -> u64 {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    std::fs::metadata(wal).map_or(0, |m| m.len()) / (4096 + 24)
+}
+
+/// Run `PRAGMA wal_checkpoint(TRUNCATE)` on `db` (which needs every read lock on the file
+/// free); its `busy` column: 0 when it went through.
+pub async fn truncate_checkpoint(db: &aiolite::Connection) -> i64 {
+    db.fetch_one("PRAGMA wal_checkpoint(TRUNCATE)", ())
+        .await
+        .unwrap()
+        .unwrap()
+        .get::<i64>(0)
+        .unwrap()
+}
+
 /// A fresh temp dir and a database path inside it.
 pub fn temp_db() -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
