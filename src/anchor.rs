@@ -1,15 +1,17 @@
-//! A connection's read anchor: a second, read-only SQLite handle that the worker thread keeps
-//! in a read transaction while it is idle and reads run inline, so that their WAL read locks
-//! find the lock held and skip SQLite's `fcntl` calls (see `ConnectOptions::anchor_reads`).
+//! Read anchors: a SQLite handle kept in a read transaction while reads on other handles to
+//! the same file go on, so that their WAL read locks find the lock held and skip SQLite's
+//! `fcntl` calls (see `ConnectOptions::anchor_reads` and `PoolOptions::anchor_reads`).
 //!
-//! The callers' side is a few atomics ([`AnchorFlags`]): an inline read marks itself, and the
-//! 16th read of a steady stream (each within 0.5 ms of the one before) wakes the worker. The
-//! worker's side ([`ConnAnchor`]) runs only between commands, on the worker thread: it holds
-//! one snapshot for about a millisecond at a time, lets go at the first look that finds no
-//! read since the last, holds nothing while `PRAGMA data_version` shows commits, and lets go
-//! before every command it runs (a command may need the database to itself, and the worker
-//! cannot look at the anchor while it runs one).
+//! The readers' side is a few atomics ([`AnchorFlags`]): a read marks itself, and a read that
+//! overlaps another (pools) or the 16th of a steady stream (each within 0.5 ms of the one
+//! before) starts the anchor. The anchor's side ([`Hold`]) holds one snapshot for about a
+//! millisecond at a time, lets go at the first look that finds no read since the last, and
+//! holds nothing while `PRAGMA data_version` shows commits. A pool runs it on a connection of
+//! its own ([`hold_while_reads_go_on`]); a connection on its idle worker thread with a second
+//! handle ([`ConnAnchor`]), letting go before every command it runs (a command may need the
+//! database to itself, and the worker cannot look at the anchor while it runs one).
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -20,14 +22,14 @@ const STREAM_GAP_NS: u64 = 500_000;
 /// ... and this many in a row start the anchor.
 const STREAM_READS: u32 = 16;
 
-/// What inline reads and the worker share.
+/// What the reads and the anchor share.
 #[derive(Default)]
 pub(crate) struct AnchorFlags {
-    /// The worker looks after the anchor (holding, or about to, or waiting out commits).
+    /// The anchor is at work (holding, or about to, or waiting out commits).
     pub(crate) active: AtomicBool,
-    /// A read started since the worker last looked.
+    /// A read started since the anchor last looked.
     touched: AtomicBool,
-    /// No anchor for this connection (not a WAL file database, turned off, or it failed).
+    /// No anchor (not a WAL file database, turned off, closing, or it failed).
     pub(crate) disabled: AtomicBool,
     last_read_ns: AtomicU64,
     streak: AtomicU32,
@@ -42,10 +44,10 @@ impl AnchorFlags {
         f
     }
 
-    /// An inline read is starting at `now_ns`. `true` when this read started the anchor: the
-    /// caller must then wake the worker.
+    /// A read is starting at `now_ns`; `others`: another read is running now. `true` when
+    /// this read started the anchor: the caller must then set it to work.
     #[inline]
-    pub(crate) fn touch(&self, now_ns: impl FnOnce() -> u64) -> bool {
+    pub(crate) fn touch(&self, now_ns: impl FnOnce() -> u64, others: bool) -> bool {
         if self.disabled.load(Ordering::Relaxed) {
             return false;
         }
@@ -63,7 +65,7 @@ impl AnchorFlags {
             0
         };
         self.streak.store(streak, Ordering::Relaxed);
-        if streak >= STREAM_READS
+        if (others || streak >= STREAM_READS)
             && self
                 .active
                 .compare_exchange(false, true, Ordering::SeqCst, Ordering::Relaxed)
@@ -109,38 +111,44 @@ pub(crate) fn sibling_uri(original: &str, filename: Option<&str>) -> Option<Stri
     Some(uri)
 }
 
-/// The worker's side: the second handle and what it holds.
-pub(crate) struct ConnAnchor {
-    /// What to open (`None`: nothing to anchor).
-    uri: Option<String>,
-    sibling: Option<rusqlite::Connection>,
-    /// Rounds in a row that found the database locked.
-    busy_rounds: u32,
-    /// When the read transaction began (`None`: not holding).
-    holding: Option<Instant>,
-    /// When the anchor last let go because of a commit or a command (`None`: it did not).
-    paused: Option<Instant>,
-    version: i64,
+/// Marks the anchor inactive when dropped (also when a job carrying it never runs).
+pub(crate) struct Inactive(pub(crate) Arc<AnchorFlags>);
+
+impl Drop for Inactive {
+    fn drop(&mut self) {
+        self.0.active.store(false, Ordering::SeqCst);
+    }
 }
 
-impl ConnAnchor {
-    pub(crate) fn new(uri: Option<String>) -> Self {
-        ConnAnchor {
-            uri,
-            sibling: None,
-            busy_rounds: 0,
+/// What an anchor holds, on whatever handle it is given: the state between looks.
+pub(crate) struct Hold {
+    /// When the read transaction began (`None`: not holding).
+    holding: Option<Instant>,
+    /// When it last let go because of a commit or a command (`None`: it did not).
+    paused: Option<Instant>,
+    /// Rounds in a row that found the database locked.
+    busy_rounds: u32,
+    version: i64,
+    /// The journal mode was found to be WAL.
+    checked: bool,
+}
+
+impl Hold {
+    pub(crate) fn new() -> Self {
+        Hold {
             holding: None,
             paused: None,
+            busy_rounds: 0,
             version: 0,
+            checked: false,
         }
     }
 
-    /// The worker is idle with the anchor active: hold, refresh or let go as the flags say.
-    /// The second handle never waits for a lock (the worker must stay free for commands): a
-    /// locked database skips the round, many in a row turn the anchor off, as does any other
-    /// error.
-    pub(crate) fn tick(&mut self, flags: &AnchorFlags) {
-        match self.step(flags) {
+    /// A look: hold, refresh or let go as the flags say (`active` ends up false when it
+    /// stopped). `c` never waits for a lock (its busy timeout is zero): a locked database
+    /// skips the round, many in a row turn the anchor off, as does any other error.
+    pub(crate) fn tick(&mut self, c: &rusqlite::Connection, flags: &AnchorFlags) {
+        match self.step(c, flags) {
             Ok(()) => self.busy_rounds = 0,
             Err(e)
                 if matches!(
@@ -149,41 +157,40 @@ impl ConnAnchor {
                 ) && self.busy_rounds < BUSY_ROUNDS =>
             {
                 self.busy_rounds += 1;
-                self.release();
+                self.release(c);
                 self.paused = Some(Instant::now());
             }
             Err(e) => {
-                tracing::debug!("aiolite: a connection's read anchor is off: {e}");
-                self.release();
-                self.sibling = None;
+                tracing::debug!("aiolite: a read anchor is off: {e}");
+                self.release(c);
                 flags.disabled.store(true, Ordering::Relaxed);
                 flags.active.store(false, Ordering::SeqCst);
             }
         }
     }
 
-    fn step(&mut self, flags: &AnchorFlags) -> rusqlite::Result<()> {
+    fn step(&mut self, c: &rusqlite::Connection, flags: &AnchorFlags) -> rusqlite::Result<()> {
         let stop = |flags: &AnchorFlags| {
             flags.active.store(false, Ordering::SeqCst);
             Ok(())
         };
         if flags.disabled.load(Ordering::Relaxed) {
-            self.release();
+            self.release(c);
             return stop(flags);
         }
         if let Some(since) = self.holding {
             if since.elapsed() < TICK {
                 return Ok(());
             }
-            self.release();
+            self.release(c);
             if !flags.touched.swap(false, Ordering::Relaxed) {
                 return stop(flags);
             }
-            if self.changed()? {
+            if self.changed(c)? {
                 self.paused = Some(Instant::now());
                 return Ok(());
             }
-            return self.hold(flags);
+            return self.hold(c, flags);
         }
         if let Some(since) = self.paused {
             if since.elapsed() < TICK {
@@ -193,42 +200,28 @@ impl ConnAnchor {
                 self.paused = None;
                 return stop(flags);
             }
-            if self.changed()? {
+            if self.changed(c)? {
                 self.paused = Some(Instant::now());
                 return Ok(());
             }
             self.paused = None;
-            return self.hold(flags);
+            return self.hold(c, flags);
         }
         // Just started.
-        if self.sibling.is_none() {
-            let Some(uri) = &self.uri else {
-                flags.disabled.store(true, Ordering::Relaxed);
-                return stop(flags);
-            };
-            let c = rusqlite::Connection::open_with_flags(
-                uri,
-                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
-                    | rusqlite::OpenFlags::SQLITE_OPEN_URI
-                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            )?;
-            c.busy_timeout(Duration::ZERO)?;
+        if !self.checked {
             let mode: String = c.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
             if !mode.eq_ignore_ascii_case("wal") {
                 flags.disabled.store(true, Ordering::Relaxed);
                 return stop(flags);
             }
-            self.sibling = Some(c);
+            self.checked = true;
         }
-        self.changed()?;
-        self.hold(flags)
+        self.changed(c)?;
+        self.hold(c, flags)
     }
 
-    /// Begin a read transaction on the sibling.
-    fn hold(&mut self, flags: &AnchorFlags) -> rusqlite::Result<()> {
-        let Some(c) = &self.sibling else {
-            return Ok(());
-        };
+    /// Begin a read transaction.
+    fn hold(&mut self, c: &rusqlite::Connection, flags: &AnchorFlags) -> rusqlite::Result<()> {
         c.execute_batch("BEGIN")?;
         if let Err(e) = c.query_row("SELECT 1 FROM sqlite_schema LIMIT 1", [], |_| Ok(())) {
             if !matches!(e, rusqlite::Error::QueryReturnedNoRows) {
@@ -242,32 +235,107 @@ impl ConnAnchor {
     }
 
     /// `true` when another connection committed since the last look.
-    fn changed(&mut self) -> rusqlite::Result<bool> {
-        let Some(c) = &self.sibling else {
-            return Ok(false);
-        };
+    fn changed(&mut self, c: &rusqlite::Connection) -> rusqlite::Result<bool> {
         let v: i64 = c.query_row("PRAGMA data_version", [], |r| r.get(0))?;
         let changed = v != self.version;
         self.version = v;
         Ok(changed)
     }
 
-    /// End the read transaction, if one is held (before a command, at close, on errors).
-    pub(crate) fn release(&mut self) {
-        if self.holding.take().is_some()
-            && let Some(c) = &self.sibling
-            && c.execute_batch("COMMIT").is_err()
-        {
+    /// End the read transaction, if one is held.
+    pub(crate) fn release(&mut self, c: &rusqlite::Connection) {
+        if self.holding.take().is_some() && c.execute_batch("COMMIT").is_err() {
             let _ = c.execute_batch("ROLLBACK");
+        }
+    }
+}
+
+/// A pool's anchor, run as one command on a read-only connection of its own: look every
+/// tick until the anchor stops (no reads, a closing pool, an error). The handle's busy
+/// timeout is zero meanwhile and put back after.
+pub(crate) fn hold_while_reads_go_on(c: &rusqlite::Connection, busy_timeout: Duration, flags: &AnchorFlags) {
+    let mut hold = Hold::new();
+    if c.busy_timeout(Duration::ZERO).is_ok() {
+        loop {
+            hold.tick(c, flags);
+            if !flags.active.load(Ordering::SeqCst) {
+                break;
+            }
+            std::thread::sleep(TICK);
+        }
+    }
+    hold.release(c);
+    let _ = c.busy_timeout(busy_timeout);
+}
+
+/// A connection's anchor, on its idle worker thread: a second, read-only handle, opened on
+/// the first start.
+pub(crate) struct ConnAnchor {
+    /// What to open (`None`: nothing to anchor).
+    uri: Option<String>,
+    sibling: Option<rusqlite::Connection>,
+    hold: Hold,
+}
+
+impl ConnAnchor {
+    pub(crate) fn new(uri: Option<String>) -> Self {
+        ConnAnchor {
+            uri,
+            sibling: None,
+            hold: Hold::new(),
+        }
+    }
+
+    /// The worker is idle with the anchor active: a look.
+    pub(crate) fn tick(&mut self, flags: &AnchorFlags) {
+        if self.sibling.is_none() {
+            match self.open() {
+                Ok(c) => self.sibling = Some(c),
+                Err(e) => {
+                    tracing::debug!("aiolite: a connection's read anchor is off: {e}");
+                    flags.disabled.store(true, Ordering::Relaxed);
+                    flags.active.store(false, Ordering::SeqCst);
+                    return;
+                }
+            }
+        }
+        if let Some(c) = &self.sibling {
+            self.hold.tick(c, flags);
+        }
+        if flags.disabled.load(Ordering::Relaxed) {
+            self.sibling = None;
+        }
+    }
+
+    fn open(&self) -> rusqlite::Result<rusqlite::Connection> {
+        let Some(uri) = &self.uri else {
+            return Err(rusqlite::Error::InvalidPath("no file to anchor".into()));
+        };
+        let c = rusqlite::Connection::open_with_flags(
+            uri,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                | rusqlite::OpenFlags::SQLITE_OPEN_URI
+                | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        c.busy_timeout(Duration::ZERO)?;
+        Ok(c)
+    }
+
+    /// End the read transaction, if one is held (at close).
+    pub(crate) fn release(&mut self) {
+        if let Some(c) = &self.sibling {
+            self.hold.release(c);
         }
     }
 
     /// Let go before the worker runs a command; hold again after a tick if reads go on.
     #[inline]
     pub(crate) fn pause(&mut self) {
-        if self.holding.is_some() {
-            self.release();
-            self.paused = Some(Instant::now());
+        if self.hold.holding.is_some()
+            && let Some(c) = &self.sibling
+        {
+            self.hold.release(c);
+            self.hold.paused = Some(Instant::now());
         }
     }
 }
@@ -294,7 +362,7 @@ mod tests {
         let holds = || flags.holds.load(Ordering::Relaxed);
         // Started: holds at once.
         anchor.tick(&flags);
-        assert!(anchor.holding.is_some());
+        assert!(anchor.hold.holding.is_some());
         assert_eq!(holds(), 1);
         // Woken early: nothing changes.
         anchor.tick(&flags);
@@ -303,29 +371,29 @@ mod tests {
         flags.touched.store(true, Ordering::Relaxed);
         after_a_tick();
         anchor.tick(&flags);
-        assert!(anchor.holding.is_some());
+        assert!(anchor.hold.holding.is_some());
         assert_eq!(holds(), 2);
         // A commit meanwhile: it lets go and holds nothing for a tick...
         writer.execute("INSERT INTO t VALUES (1)", []).unwrap();
         flags.touched.store(true, Ordering::Relaxed);
         after_a_tick();
         anchor.tick(&flags);
-        assert!(anchor.holding.is_none(), "held across a commit");
+        assert!(anchor.hold.holding.is_none(), "held across a commit");
         assert_eq!(holds(), 2);
         // ... then holds again after a quiet tick with reads.
         flags.touched.store(true, Ordering::Relaxed);
         after_a_tick();
         anchor.tick(&flags);
-        assert!(anchor.holding.is_some());
+        assert!(anchor.hold.holding.is_some());
         assert_eq!(holds(), 3);
         // A command: it lets go at once.
         anchor.pause();
-        assert!(anchor.holding.is_none());
+        assert!(anchor.hold.holding.is_none());
         // No reads for a tick: it stops.
         after_a_tick();
         anchor.tick(&flags);
         assert!(!flags.active.load(Ordering::SeqCst));
-        assert!(anchor.holding.is_none());
+        assert!(anchor.hold.holding.is_none());
         // While it held nothing, a TRUNCATE checkpoint goes through.
         let busy: i64 = writer
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
@@ -359,12 +427,12 @@ mod tests {
         flags.active.store(true, Ordering::SeqCst);
         let mut anchor = ConnAnchor::new(sibling_uri("", path.to_str()));
         anchor.tick(&flags);
-        assert!(anchor.holding.is_none());
+        assert!(anchor.hold.holding.is_none());
         assert!(flags.disabled.load(Ordering::Relaxed));
         assert!(!flags.active.load(Ordering::SeqCst));
         // A disabled anchor is never started again.
         for _ in 0..100 {
-            assert!(!flags.touch(|| 1));
+            assert!(!flags.touch(|| 1, true));
         }
     }
 }

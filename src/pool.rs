@@ -4,13 +4,14 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
+use crate::anchor::{AnchorFlags, Inactive};
 use crate::connection::{Connection, Target, statement_api};
 use crate::cursor::Cursor;
 use crate::error::{Error, ErrorCode, Result};
@@ -21,13 +22,6 @@ use crate::row::Row;
 use crate::transaction::Transaction;
 use crate::value::FromValue;
 use crate::worker::{ExecResult, FetchKind, Op, Reply};
-
-/// How long the read anchor keeps one snapshot before it looks for reads and commits.
-const ANCHOR_TICK: Duration = Duration::from_millis(1);
-/// Reads that start within this of the one before count as a steady stream...
-const STREAM_GAP_NS: u64 = 500_000;
-/// ... and this many in a row start the anchor even when they do not overlap.
-const STREAM_READS: u32 = 16;
 
 /// How a [`Pool`] is sized and how long callers wait.
 #[derive(Clone, Debug)]
@@ -100,32 +94,8 @@ impl PoolOptions {
     }
 }
 
-/// What the pool and its anchor's hold job share (see [`PoolOptions::anchor_reads`]).
-struct AnchorFlags {
-    /// A hold job is queued or running.
-    active: AtomicBool,
-    /// A read started since the hold job last looked.
-    touched: AtomicBool,
-    /// The pool is closing (or gone): end the hold at the next look.
-    closing: AtomicBool,
-    /// Hold jobs started since the pool opened.
-    holds: AtomicU64,
-    /// When the last read started while the anchor was idle (ns since `Anchor::epoch`).
-    last_read_ns: AtomicU64,
-    /// Reads in a row, each within `STREAM_GAP_NS` of the one before, while idle.
-    streak: AtomicU32,
-}
-
-/// Marks the anchor inactive when dropped.
-struct Inactive(Arc<AnchorFlags>);
-
-impl Drop for Inactive {
-    fn drop(&mut self) {
-        self.0.active.store(false, Ordering::Release);
-    }
-}
-
-/// A read-only connection that holds a read transaction while the pool's reads overlap.
+/// A read-only connection that holds a read transaction while the pool's reads overlap or
+/// stream (see [`PoolOptions::anchor_reads`]).
 struct Anchor {
     conn: Connection,
     flags: Arc<AnchorFlags>,
@@ -133,47 +103,18 @@ struct Anchor {
 }
 
 impl Anchor {
-    /// A read is starting; `others` tells whether another reader is busy right now. The
-    /// anchor starts when reads overlap, or when they come as a steady stream (each read
-    /// pays the two lock calls even alone: a single task reading in a loop gains most).
+    /// A read is starting; `others`: another reader is busy right now.
     #[inline]
     fn touch(&self, others: bool) {
-        let f = &*self.flags;
-        // Loads first: the flags' cache lines stay shared between the runtime's threads
-        // while the anchor is busy.
-        if !f.touched.load(Ordering::Relaxed) {
-            f.touched.store(true, Ordering::Relaxed);
-        }
-        if f.active.load(Ordering::Relaxed) || f.closing.load(Ordering::Relaxed) {
-            return;
-        }
-        let now = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        let last = f.last_read_ns.swap(now, Ordering::Relaxed);
-        let streak = if now.saturating_sub(last) < STREAM_GAP_NS {
-            f.streak.load(Ordering::Relaxed).saturating_add(1)
-        } else {
-            0
-        };
-        f.streak.store(streak, Ordering::Relaxed);
-        if (others || streak >= STREAM_READS)
-            && f.active
-                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-        {
-            f.streak.store(0, Ordering::Relaxed);
-            f.holds.fetch_add(1, Ordering::Relaxed);
+        let now = || u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        if self.flags.touch(now, others) {
             // Clears `active` when the job ends, and also when it never runs (a closed queue
-            // drops it). A read may find `active` still set just before that and start
-            // nothing: the next read that overlaps another starts a new hold.
+            // drops it).
             let done = Inactive(Arc::clone(&self.flags));
             let hold = Op::Internal(Box::new(move |st| {
-                let flags = &done.0;
-                let r = st.hold_read_lock(ANCHOR_TICK, &flags.closing, &flags.touched);
-                if let Err(e) = &r {
-                    tracing::debug!("aiolite: the pool's read anchor stopped: {e}");
-                }
+                st.hold_read_lock(&done.0);
                 drop(done);
-                r.map(|()| Box::new(()) as Box<dyn std::any::Any + Send>)
+                Ok(Box::new(()) as Box<dyn std::any::Any + Send>)
             }));
             self.conn.send_cleanup(0, hold);
         }
@@ -266,8 +207,8 @@ pub struct PoolStats {
     pub total_wait_time: Duration,
     /// Acquisitions that gave up with [`Error::PoolTimeout`].
     pub timeouts: u64,
-    /// Times the read anchor started holding a read lock, since the pool opened (see
-    /// [`PoolOptions::anchor_reads`]).
+    /// Read transactions the read anchor has begun since the pool opened (one per
+    /// millisecond while it holds; see [`PoolOptions::anchor_reads`]).
     pub anchor_holds: u64,
     /// `true` while the read anchor is at work (holding a read lock, about to, or waiting for
     /// commits to stop before it holds one again).
@@ -294,7 +235,7 @@ impl Drop for PoolInner {
     fn drop(&mut self) {
         // A hold job running on the anchor's worker ends at its next look.
         if let Some(a) = &self.anchor {
-            a.flags.closing.store(true, Ordering::Release);
+            a.flags.disabled.store(true, Ordering::Release);
         }
     }
 }
@@ -370,14 +311,7 @@ impl Pool {
         let conn = reader_options(options).open().await?;
         Ok(Some(Anchor {
             conn,
-            flags: Arc::new(AnchorFlags {
-                active: AtomicBool::new(false),
-                touched: AtomicBool::new(false),
-                closing: AtomicBool::new(false),
-                holds: AtomicU64::new(0),
-                last_read_ns: AtomicU64::new(0),
-                streak: AtomicU32::new(0),
-            }),
+            flags: Arc::new(AnchorFlags::new(true)),
             epoch: Instant::now(),
         }))
     }
@@ -499,7 +433,7 @@ impl Pool {
         inner.reader_slots.close();
         let mut first = Ok(());
         if let Some(a) = &inner.anchor {
-            a.flags.closing.store(true, Ordering::Release);
+            a.flags.disabled.store(true, Ordering::Release);
             // Runs after the hold ends (within a tick).
             first = a.conn.close().await;
         }

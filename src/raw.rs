@@ -339,7 +339,8 @@ impl Connection {
         self.shared().next_id()
     }
 
-    /// Times this connection's read anchor began holding a read transaction (see
+    /// Read transactions this connection's read anchor has begun (one per millisecond while
+    /// it holds; see
     /// [`ConnectOptions::anchor_reads`](crate::ConnectOptions::anchor_reads)), and whether it
     /// is at work now.
     pub fn read_anchor(&self) -> (u64, bool) {

@@ -245,7 +245,7 @@ impl Shared {
         if !self.inline_reads || self.queue.pending() != 0 || sql::verb(text) != Verb::Select {
             return None;
         }
-        if self.anchor.touch(|| self.ctx.now_ns()) {
+        if self.anchor.touch(|| self.ctx.now_ns(), false) {
             self.queue.wake_for();
         }
         let mut guard = self.conn.try_lock().ok()?;
@@ -678,53 +678,10 @@ impl ConnState {
         self.with_stmt(text, |st, _, _| st.run()).map(drop)
     }
 
-    /// Keep a read transaction (a WAL read lock) open for a pool's reads, one `tick` at a
-    /// time, each on a fresh snapshot, until a look between two ticks finds no read since the
-    /// last (`touched` unset) or `closing` set. When the database changed meanwhile (another
-    /// connection committed), it holds nothing until a tick passes without a change: a read
-    /// transaction held across commits would keep checkpoints from catching up with the
-    /// log. See the pool's `Anchor`.
-    pub(crate) fn hold_read_lock(&mut self, tick: Duration, closing: &AtomicBool, touched: &AtomicBool) -> Result<()> {
-        let go_on = || !closing.load(Ordering::Acquire) && touched.swap(false, Ordering::Relaxed);
-        let mut version = self.data_version()?;
-        loop {
-            self.simple("BEGIN")?;
-            let held = self.fetch(
-                "SELECT 1 FROM sqlite_schema LIMIT 1",
-                &ParamValues::None,
-                FetchKind::Scalar,
-            );
-            if held.is_ok() {
-                std::thread::sleep(tick);
-            }
-            if let Err(e) = self.simple("COMMIT") {
-                let _ = self.simple("ROLLBACK");
-                return Err(e);
-            }
-            held?;
-            if !go_on() {
-                return Ok(());
-            }
-            loop {
-                let now = self.data_version()?;
-                if now == version {
-                    break;
-                }
-                version = now;
-                std::thread::sleep(tick);
-                if !go_on() {
-                    return Ok(());
-                }
-            }
-        }
-    }
-
-    /// `PRAGMA data_version`: changes when another connection commits.
-    fn data_version(&mut self) -> Result<i64> {
-        match self.fetch("PRAGMA data_version", &ParamValues::None, FetchKind::Scalar)? {
-            Reply::Scalar(Some(Value::Integer(v))) => Ok(v),
-            _ => Err(crate::reply::unexpected("data_version")),
-        }
+    /// Run a pool's read anchor on this (read-only) connection: see
+    /// [`anchor::hold_while_reads_go_on`](crate::anchor::hold_while_reads_go_on).
+    pub(crate) fn hold_read_lock(&mut self, flags: &crate::anchor::AnchorFlags) {
+        crate::anchor::hold_while_reads_go_on(&self.conn, self.busy_timeout, flags);
     }
 
     pub(crate) fn execute(&mut self, text: &str, params: &ParamValues) -> Result<ExecResult> {

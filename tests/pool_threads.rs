@@ -23,7 +23,7 @@ fn a_pool_with_a_busy_read_anchor_leaves_no_thread_on_close_or_drop() {
             assert_eq!(common::worker_threads(), 4);
             let held = pool.reader().await.unwrap();
             pool.fetch_one("SELECT count(*) FROM t", ()).await.unwrap();
-            assert_eq!(pool.stats().anchor_holds, 1);
+            assert!(common::eventually(|| pool.stats().anchor_holds >= 1));
             // Keep the anchor at work while the pool goes away.
             for _ in 0..100 {
                 pool.fetch_one("SELECT count(*) FROM t", ()).await.unwrap();
