@@ -140,11 +140,19 @@ impl Target<'_> {
         }
         let sql: Box<str> = text.into();
         let op = match kind {
-            FetchKind::All => Op::FetchAll { sql, params },
+            FetchKind::All => Op::FetchAll {
+                sql,
+                params,
+                stream: true,
+            },
             FetchKind::One => Op::FetchOne { sql, params },
             FetchKind::Scalar => Op::FetchScalar { sql, params },
         };
-        self.request(op).await
+        match self.request(op).await? {
+            // A big result: its rows are built here as the worker sends them.
+            Reply::Streaming(rows) => rows.collect(self.conn.shared()).await.map(Reply::Rows),
+            other => Ok(other),
+        }
     }
 
     pub(crate) async fn fetch_all(self, text: &str, params: ParamValues) -> Result<Vec<Row>> {

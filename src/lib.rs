@@ -143,6 +143,7 @@ mod mutex;
 mod options;
 #[doc(hidden)]
 pub mod params;
+mod pipe;
 mod pool;
 mod queue;
 pub mod raw;

@@ -110,6 +110,7 @@ impl Command {
             op: Op::FetchAll {
                 sql: sql.into(),
                 params: params.into_values(),
+                stream: false,
             },
         }
     }

@@ -108,6 +108,12 @@ impl ReplyTo {
         self.0 = None;
     }
 
+    /// Take the reply path out, leaving nobody to answer: for a command that answers before
+    /// it ends.
+    pub(crate) fn take(&mut self) -> ReplyTo {
+        ReplyTo(self.0.take())
+    }
+
     /// `true` when the waiting future was dropped: the command need not run.
     #[inline]
     pub(crate) fn is_cancelled(&self) -> bool {

@@ -425,6 +425,49 @@ impl Stmt {
         Ok(())
     }
 
+    /// Append the current row to `buf` in the chunk encoding of [`crate::pipe`]. On error
+    /// `buf` may hold part of the row (the whole chunk is then abandoned).
+    #[inline]
+    pub(crate) fn encode_row(&self, buf: &mut Vec<u8>) -> Result<()> {
+        let raw = self.raw.as_ptr();
+        let mut e = crate::pipe::Encoder(buf);
+        for i in 0..self.columns.len() {
+            let col = i as c_int;
+            // SAFETY: as in `value`: a valid statement positioned on a row, `i` < column
+            // count, and the text/blob pointer is copied before the next call on the
+            // statement.
+            unsafe {
+                match ffi::sqlite3_column_type(raw, col) {
+                    ffi::SQLITE_INTEGER => e.integer(ffi::sqlite3_column_int64(raw, col)),
+                    ffi::SQLITE_FLOAT => e.real(ffi::sqlite3_column_double(raw, col)),
+                    t @ (ffi::SQLITE_TEXT | ffi::SQLITE_BLOB) => {
+                        let p = if t == ffi::SQLITE_TEXT {
+                            ffi::sqlite3_column_text(raw, col)
+                        } else {
+                            ffi::sqlite3_column_blob(raw, col).cast::<u8>()
+                        };
+                        let n = ffi::sqlite3_column_bytes(raw, col) as usize;
+                        let bytes = if p.is_null() {
+                            if n != 0 {
+                                return Err(Error::sqlite(ffi::SQLITE_NOMEM, "out of memory reading a column"));
+                            }
+                            &[][..]
+                        } else {
+                            std::slice::from_raw_parts(p, n)
+                        };
+                        if t == ffi::SQLITE_TEXT {
+                            e.text(bytes)?;
+                        } else {
+                            e.blob(bytes)?;
+                        }
+                    }
+                    _ => e.null(),
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Reset for the next execution and clear the bindings (invariant 3).
     #[inline]
     pub(crate) fn reset(&mut self) {

@@ -11,6 +11,7 @@ use rusqlite::ffi;
 use crate::error::{Error, Result};
 use crate::options::{self, ConnectOptions, IsolationLevel, TransactionBehavior};
 use crate::params::ParamValues;
+use crate::pipe::{self, Pipe};
 use crate::queue::{Next, Queue};
 use crate::reply::{Outcome, ReplyTo, Slot};
 use crate::row::{Column, Row};
@@ -67,6 +68,8 @@ pub(crate) enum Op {
     FetchAll {
         sql: Box<str>,
         params: ParamValues,
+        /// The reply may be a [`Reply::Streaming`] (a Rust future collects the rows).
+        stream: bool,
     },
     FetchOne {
         sql: Box<str>,
@@ -141,6 +144,9 @@ pub enum Reply {
     Chunk(CursorChunk),
     /// `call`: the closure's return value.
     Any(Box<dyn Any + Send>),
+    /// A `fetch_all` whose rows are still coming (crate-internal; see `pipe`).
+    #[doc(hidden)]
+    Streaming(crate::pipe::RowStream),
 }
 
 /// One queued command with its reply path.
@@ -346,6 +352,11 @@ impl Ctx {
         if id != 0 && self.current_job.load(Ordering::Acquire) == id {
             self.cancel_job.store(id, Ordering::Release);
         }
+    }
+
+    /// The job running now (`0` when none).
+    pub(crate) fn current_job(&self) -> u64 {
+        self.current_job.load(Ordering::Acquire)
     }
 
     fn start_job(&self, id: u64) {
@@ -832,6 +843,78 @@ impl ConnState {
         }))
     }
 
+    /// `fetch_all` for a Rust future: up to [`pipe::FIRST_ROWS`] rows are built here as
+    /// usual; when there are more, the reply goes out at once with those rows and a pipe,
+    /// and the rest follow as encoded chunks (see [`crate::pipe`]). The statement still runs
+    /// to its end (or its error) within this job.
+    pub(crate) fn fetch_all_streamed(&mut self, text: &str, params: &ParamValues, reply: &mut ReplyTo) -> Result<Reply> {
+        self.implicit_begin(text)?;
+        let reject_writes = self.reject_writes;
+        let mut streaming: Option<Arc<Pipe>> = None;
+        let r = self.with_stmt(text, |st, ctx, autocommit| {
+            if reject_writes && !st.readonly() {
+                return Err(writes_refused());
+            }
+            st.bind(params, text)?;
+            let may_stop = autocommit || st.readonly();
+            ctx.set_cancellable(may_stop);
+            let hint = st.rows_hint;
+            let mut rows = Vec::with_capacity(hint.min(pipe::FIRST_ROWS));
+            loop {
+                if !st.step()? {
+                    st.rows_hint = rows.len();
+                    return Ok(Reply::Rows(rows));
+                }
+                if rows.len() == pipe::FIRST_ROWS {
+                    break;
+                }
+                st.push_row(&mut rows)?;
+            }
+            // More rows than the first batch, and the statement is on one of them.
+            let pipe = Pipe::new();
+            streaming = Some(Arc::clone(&pipe));
+            reply.take().send(Ok(Reply::Streaming(pipe::RowStream {
+                first: rows,
+                columns: Arc::clone(st.columns()),
+                pipe: Arc::clone(&pipe),
+                hint,
+                job: ctx.current_job(),
+            })));
+            let mut chunk = pipe.empty_chunk();
+            let mut count = pipe::FIRST_ROWS;
+            loop {
+                st.encode_row(&mut chunk)?;
+                count += 1;
+                if chunk.len() >= pipe::CHUNK_BYTES {
+                    if pipe.is_gone() {
+                        if may_stop {
+                            return Ok(Reply::Unit);
+                        }
+                        // A write that must finish: step on, keep nothing.
+                        chunk.clear();
+                    } else {
+                        chunk = pipe.push(chunk);
+                    }
+                }
+                if !st.step()? {
+                    break;
+                }
+            }
+            st.rows_hint = count;
+            pipe.finish(chunk, Ok(()));
+            Ok(Reply::Unit)
+        });
+        match streaming {
+            Some(pipe) => {
+                if let Err(e) = r {
+                    pipe.finish(Vec::new(), Err(e));
+                }
+                Ok(Reply::Unit)
+            }
+            None => Ok(r?.unwrap_or(Reply::Rows(Vec::new()))),
+        }
+    }
+
     /// See [`Shared::try_inline`].
     fn fetch_inline(&mut self, text: &str, params: &ParamValues, kind: FetchKind, budget_ns: u64) -> Option<Outcome> {
         let ctx = Arc::clone(&self.ctx);
@@ -1192,8 +1275,9 @@ impl Engine {
         }
     }
 
-    /// Run one admitted job.
-    fn run(&mut self, owner: u64, op: Op) -> Result<Reply> {
+    /// Run one admitted job. `reply` is the job's reply path, for a command that answers
+    /// before it ends (a streaming `fetch_all`); it is sent the outcome after this returns.
+    fn run(&mut self, owner: u64, op: Op, reply: &mut ReplyTo) -> Result<Reply> {
         if owner != 0
             && owner == self.gate
             && let Some(reason) = self.gate_ended
@@ -1210,7 +1294,7 @@ impl Engine {
                 _ => Err(Error::TransactionEnded { reason }),
             };
         }
-        let r = self.run_op(owner, op);
+        let r = self.run_op(owner, op, reply);
         if self.gate != 0 && self.gate_ended.is_none() && self.backend.autocommit() {
             self.gate_ended =
                 Some("the database rolled it back after an error, or a COMMIT/ROLLBACK statement ended it");
@@ -1233,7 +1317,7 @@ impl Engine {
         }
     }
 
-    fn run_op(&mut self, owner: u64, op: Op) -> Result<Reply> {
+    fn run_op(&mut self, owner: u64, op: Op, reply: &mut ReplyTo) -> Result<Reply> {
         let b = &mut *self.backend;
         match op {
             Op::Execute { sql, params } => b.execute(&sql, &params).map(Reply::Exec),
@@ -1242,7 +1326,10 @@ impl Engine {
                 .map(|id| Reply::Scalar(id.map(Value::Integer))),
             Op::ExecuteMany { sql, rows } => b.execute_many(&sql, &rows).map(Reply::Changes),
             Op::Script { sql } => b.script(&sql).map(|()| Reply::Unit),
-            Op::FetchAll { sql, params } => b.fetch(&sql, &params, FetchKind::All),
+            Op::FetchAll { sql, params, stream } => match b.local() {
+                Some(local) if stream => local.fetch_all_streamed(&sql, &params, reply),
+                _ => b.fetch(&sql, &params, FetchKind::All),
+            },
             Op::FetchOne { sql, params } => b.fetch(&sql, &params, FetchKind::One),
             Op::FetchScalar { sql, params } => b.fetch(&sql, &params, FetchKind::Scalar),
             Op::Query {
@@ -1539,8 +1626,10 @@ fn worker_body(shared: &Arc<Shared>, opts: &ConnectOptions, opened: &Slot) {
         let ctx = &shared.ctx;
         ctx.start_job(job.id);
         let start = Instant::now();
-        let Job { owner, op, reply, .. } = job;
-        let outcome = engine.run(owner, op);
+        let Job {
+            owner, op, mut reply, ..
+        } = job;
+        let outcome = engine.run(owner, op, &mut reply);
         ctx.end_job();
         gate_open = engine.gate == 0;
         shared.publish(&*engine.backend);
