@@ -222,9 +222,16 @@ impl std::fmt::Debug for RowStream {
     }
 }
 
-/// Stops the worker if the collecting future is dropped before the end.
+/// A stream dropped before its end (collected or not) stops the worker at its next chunk.
+impl Drop for RowStream {
+    fn drop(&mut self) {
+        self.pipe.gone.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Cancels the streaming job if the collecting future is dropped before the end, so that the
+/// progress handler stops the statement without waiting for the next chunk.
 struct Collecting<'a> {
-    pipe: &'a Pipe,
     shared: &'a Shared,
     job: u64,
     done: bool,
@@ -233,7 +240,6 @@ struct Collecting<'a> {
 impl Drop for Collecting<'_> {
     fn drop(&mut self) {
         if !self.done {
-            self.pipe.gone.store(true, Ordering::Relaxed);
             self.shared.ctx.request_cancel(self.job);
         }
     }
@@ -241,22 +247,16 @@ impl Drop for Collecting<'_> {
 
 impl RowStream {
     /// Collect every row: the first ones, then each chunk as the worker sends it.
-    pub(crate) async fn collect(self, shared: &Shared) -> Result<Vec<Row>> {
-        let RowStream {
-            first,
-            columns,
-            pipe,
-            hint,
-            job,
-        } = self;
+    pub(crate) async fn collect(mut self, shared: &Shared) -> Result<Vec<Row>> {
         let mut guard = Collecting {
-            pipe: &pipe,
             shared,
-            job,
+            job: self.job,
             done: false,
         };
+        let first = std::mem::take(&mut self.first);
+        let (pipe, columns) = (&self.pipe, &self.columns);
         // The vector is allocated here, by the thread that will use it.
-        let mut out = Vec::with_capacity(hint.max(first.len() * 4).min(1 << 20));
+        let mut out = Vec::with_capacity(self.hint.max(first.len() * 4).min(1 << 20));
         out.extend(first);
         let mut taken: VecDeque<Vec<u8>> = VecDeque::new();
         loop {
@@ -275,7 +275,7 @@ impl RowStream {
             })
             .await;
             for mut chunk in taken.drain(..) {
-                let r = decode(&chunk, &columns, &mut out);
+                let r = decode(&chunk, columns, &mut out);
                 chunk.clear();
                 pipe.lock().spare.push(chunk);
                 r?;
@@ -343,6 +343,9 @@ mod tests {
         e.text(&[0xff, 0xfe]).unwrap();
         let mut out = Vec::new();
         let err = decode(&buf, &columns(2), &mut out).unwrap_err();
-        assert!(matches!(&err, Error::InvalidUtf8 { column } if column.contains("c1")), "{err:?}");
+        assert!(
+            matches!(&err, Error::InvalidUtf8 { column } if column.contains("c1")),
+            "{err:?}"
+        );
     }
 }

@@ -847,7 +847,12 @@ impl ConnState {
     /// usual; when there are more, the reply goes out at once with those rows and a pipe,
     /// and the rest follow as encoded chunks (see [`crate::pipe`]). The statement still runs
     /// to its end (or its error) within this job.
-    pub(crate) fn fetch_all_streamed(&mut self, text: &str, params: &ParamValues, reply: &mut ReplyTo) -> Result<Reply> {
+    pub(crate) fn fetch_all_streamed(
+        &mut self,
+        text: &str,
+        params: &ParamValues,
+        reply: &mut ReplyTo,
+    ) -> Result<Reply> {
         self.implicit_begin(text)?;
         let reject_writes = self.reject_writes;
         let mut streaming: Option<Arc<Pipe>> = None;
