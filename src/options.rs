@@ -226,7 +226,9 @@ impl ConnectOptions {
     /// when the connection is idle and nothing is queued, instead of a round trip to the
     /// worker. A statement that runs past [`inline_budget`](Self::inline_budget) (or meets a
     /// lock) is aborted and re-queued to the worker, so the executor is never held longer than
-    /// the budget. Default `true`.
+    /// the budget. The cached statement remembers that it ran too long: its next 63 runs go
+    /// straight to the worker without spending the budget first, then one tries inline again.
+    /// Default `true`.
     pub fn inline_reads(mut self, enabled: bool) -> Self {
         self.inline_reads = enabled;
         self

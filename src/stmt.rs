@@ -82,7 +82,14 @@ pub(crate) struct Stmt {
     /// Rows the last `fetch_all` of this statement returned: the next one reserves that much
     /// room up front instead of growing (and copying) its vector step by step.
     pub(crate) rows_hint: usize,
+    /// Inline attempts to skip: set when an inline run of this statement went past its time
+    /// budget (it then went to the worker after the time was spent), so that the next runs go
+    /// straight to the worker; one in [`INLINE_RETRY`] tries inline again.
+    pub(crate) inline_skips: u8,
 }
+
+/// See [`Stmt::inline_skips`].
+pub(crate) const INLINE_RETRY: u8 = 64;
 
 // SAFETY: a `Stmt` is only used by the thread holding the connection lock (invariant 1 of
 // the module docs); the raw pointers are never shared outside that lock.
@@ -167,6 +174,7 @@ impl Stmt {
             reprepares: 0,
             fresh: true,
             rows_hint: 0,
+            inline_skips: 0,
         };
         stmt.load_metadata();
         Ok((Some(stmt), consumed))

@@ -933,12 +933,18 @@ impl ConnState {
         // SAFETY: as for `with_stmt`.
         let r = unsafe {
             self.cache.with(db, text, |st| {
-                if !st.readonly() {
+                if !st.readonly() || st.inline_skips > 0 {
+                    st.inline_skips = st.inline_skips.saturating_sub(1);
                     requeue = true;
                     return Ok(Reply::Unit);
                 }
                 st.bind(params, text)?;
-                fetch_rows(st, kind)
+                let r = fetch_rows(st, kind);
+                if r.is_err() && ctx.inline_aborted.load(Ordering::Relaxed) {
+                    // Too long to run inline: the next runs go straight to the worker.
+                    st.inline_skips = crate::stmt::INLINE_RETRY - 1;
+                }
+                r
             })
         };
         ctx.inline_deadline.store(0, Ordering::Relaxed);

@@ -307,3 +307,51 @@ fn the_raw_api_gets_every_row_in_one_reply() {
     }
     futures::executor::block_on(common::close(&db));
 }
+
+#[test]
+fn a_read_too_long_to_run_inline_goes_straight_to_the_worker_next_time() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    // A read-only statement may first run on the caller's thread; past its time budget it is
+    // stopped and sent to the worker. The statement remembers that: its next runs go to the
+    // worker at once instead of spending the budget again.
+    common::current_thread_rt().block_on(async {
+        let db = ConnectOptions::new(":memory:")
+            .inline_budget(Duration::from_micros(200))
+            .open()
+            .await
+            .unwrap();
+        let off_worker = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::clone(&off_worker);
+        db.create_function("mark", 1, false, move |args: &[Value]| {
+            let on_worker = std::thread::current().name().is_some_and(|n| n.starts_with("aiolite-"));
+            if !on_worker {
+                seen.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(args[0].clone())
+        })
+        .await
+        .unwrap();
+        let sql = format!("{} SELECT mark(n), randomblob(2000) FROM c", series(20_000));
+        let rows = db.fetch_all(&sql, ()).await.unwrap();
+        assert_eq!(rows.len(), 20_000);
+        assert!(
+            off_worker.load(Ordering::Relaxed) > 0,
+            "the first run did not start inline"
+        );
+        for _ in 0..3 {
+            let before = off_worker.load(Ordering::Relaxed);
+            assert_eq!(db.fetch_all(&sql, ()).await.unwrap().len(), 20_000);
+            assert_eq!(
+                off_worker.load(Ordering::Relaxed),
+                before,
+                "a later run started inline again"
+            );
+        }
+        // A quick statement still runs inline.
+        let before = off_worker.load(Ordering::Relaxed);
+        db.fetch_one("SELECT mark(1)", ()).await.unwrap();
+        assert_eq!(off_worker.load(Ordering::Relaxed), before + 1);
+        common::close(&db).await;
+    });
+}
