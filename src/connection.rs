@@ -150,7 +150,7 @@ impl Target<'_> {
         };
         match self.request(op).await? {
             // A big result: its rows are built here as the worker sends them.
-            Reply::Streaming(rows) => rows.collect(self.conn.shared()).await.map(Reply::Rows),
+            Reply::Streaming(rows) => rows.collect(&self.conn.shared().ctx).await.map(Reply::Rows),
             other => Ok(other),
         }
     }
@@ -357,6 +357,13 @@ macro_rules! statement_api {
         }
 
         /// Run one query and return all its rows.
+        ///
+        /// The statement runs to its end as one command. Past its first 256 rows the worker
+        /// sends the values in chunks and this future builds the rows as they arrive, on the
+        /// thread that polls it, while the worker steps on: a big result is built in two
+        /// threads at once, in the memory of the thread that will use it. Dropping the future
+        /// stops the statement (unless it writes inside a transaction, which must finish).
+        /// For results too big to hold at once, use [`query`](Self::query).
         ///
         /// # Failure
         /// As [`execute`](Self::execute).

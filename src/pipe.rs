@@ -28,13 +28,31 @@ use futures_util::task::AtomicWaker;
 use crate::error::{Error, Result};
 use crate::row::{ColumnLabel, Columns, Row};
 use crate::value::Value;
-use crate::worker::Shared;
+use crate::worker::Ctx;
 
 /// Rows a `fetch_all` builds on the worker before it streams the rest.
 pub(crate) const FIRST_ROWS: usize = 256;
 
 /// The size a chunk of encoded rows is sent at.
 pub(crate) const CHUNK_BYTES: usize = 64 * 1024;
+
+/// Chunks the collector decodes in a row, without waiting, before it yields to its executor.
+const YIELD_EVERY: usize = 16;
+
+/// Return `Pending` once (after asking to be polled again).
+async fn yield_now() {
+    let mut yielded = false;
+    poll_fn(|cx| {
+        if yielded {
+            Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    })
+    .await;
+}
 
 const NULL: u8 = 0;
 const INTEGER: u8 = 1;
@@ -172,26 +190,24 @@ impl Pipe {
             .unwrap_or_else(|| Vec::with_capacity(CHUNK_BYTES + 512))
     }
 
-    /// Worker: send a full chunk; returns an empty one to fill next.
-    pub(crate) fn push(&self, chunk: Vec<u8>) -> Vec<u8> {
+    /// Worker: send a full chunk (waking the collector when `wake`); returns an empty one to
+    /// fill next.
+    pub(crate) fn push(&self, chunk: Vec<u8>, wake: bool) -> Vec<u8> {
         let spare = {
             let mut s = self.lock();
             s.full.push_back(chunk);
             s.spare.pop()
         };
-        self.waker.wake();
+        if wake {
+            self.waker.wake();
+        }
         spare.unwrap_or_else(|| Vec::with_capacity(CHUNK_BYTES + 512))
     }
 
-    /// Worker: the last rows (possibly none) and how the statement ended.
-    pub(crate) fn finish(&self, last: Vec<u8>, end: Result<()>) {
-        {
-            let mut s = self.lock();
-            if !last.is_empty() {
-                s.full.push_back(last);
-            }
-            s.end = Some(end);
-        }
+    /// How the command ended, after its last chunk: sent by the worker once the command is
+    /// over, through the job's reply path.
+    pub(crate) fn finish(&self, end: Result<()>) {
+        self.lock().end = Some(end);
         self.waker.wake();
     }
 
@@ -232,7 +248,7 @@ impl Drop for RowStream {
 /// Cancels the streaming job if the collecting future is dropped before the end, so that the
 /// progress handler stops the statement without waiting for the next chunk.
 struct Collecting<'a> {
-    shared: &'a Shared,
+    ctx: &'a Ctx,
     job: u64,
     done: bool,
 }
@@ -240,16 +256,16 @@ struct Collecting<'a> {
 impl Drop for Collecting<'_> {
     fn drop(&mut self) {
         if !self.done {
-            self.shared.ctx.request_cancel(self.job);
+            self.ctx.request_cancel(self.job);
         }
     }
 }
 
 impl RowStream {
     /// Collect every row: the first ones, then each chunk as the worker sends it.
-    pub(crate) async fn collect(mut self, shared: &Shared) -> Result<Vec<Row>> {
+    pub(crate) async fn collect(mut self, ctx: &Ctx) -> Result<Vec<Row>> {
         let mut guard = Collecting {
-            shared,
+            ctx,
             job: self.job,
             done: false,
         };
@@ -259,7 +275,13 @@ impl RowStream {
         let mut out = Vec::with_capacity(self.hint.max(first.len() * 4).min(1 << 20));
         out.extend(first);
         let mut taken: VecDeque<Vec<u8>> = VecDeque::new();
+        let mut since_pending = 0;
         loop {
+            if since_pending >= YIELD_EVERY {
+                // The worker keeps up: let other tasks of this executor thread run.
+                since_pending = 0;
+                yield_now().await;
+            }
             let end = poll_fn(|cx| {
                 let mut s = pipe.lock();
                 if s.full.is_empty() && s.end.is_none() {
@@ -267,6 +289,7 @@ impl RowStream {
                     pipe.waker.register(cx.waker());
                     s = pipe.lock();
                     if s.full.is_empty() && s.end.is_none() {
+                        since_pending = 0;
                         return Poll::Pending;
                     }
                 }
@@ -274,6 +297,7 @@ impl RowStream {
                 Poll::Ready(if s.full.is_empty() { s.end.take() } else { None })
             })
             .await;
+            since_pending += taken.len();
             for mut chunk in taken.drain(..) {
                 let r = decode(&chunk, columns, &mut out);
                 chunk.clear();
@@ -333,6 +357,61 @@ mod tests {
         assert_eq!(v(&out[1], 2), Value::Real(f64::MAX));
         assert_eq!(v(&out[1], 3), Value::Text(String::new()));
         assert_eq!(v(&out[1], 4), Value::Blob(Vec::new()));
+    }
+
+    /// Counts wake-ups.
+    struct Wakes(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Wakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    #[test]
+    fn the_collector_yields_while_chunks_keep_coming() {
+        let pipe = Pipe::new();
+        let chunks = YIELD_EVERY * 2 + 3;
+        for k in 0..chunks {
+            let mut c = Vec::new();
+            for i in 0..10 {
+                Encoder(&mut c).integer((k * 10 + i) as i64);
+            }
+            pipe.push(c, true);
+        }
+        let stream = RowStream {
+            first: Vec::new(),
+            columns: columns(1),
+            pipe: Arc::clone(&pipe),
+            hint: 0,
+            job: 0,
+        };
+        let ctx = Ctx::new();
+        let wakes = Arc::new(Wakes(std::sync::atomic::AtomicUsize::new(0)));
+        let waker = std::task::Waker::from(Arc::clone(&wakes));
+        let mut cx = std::task::Context::from_waker(&waker);
+        let mut fut = std::pin::pin!(stream.collect(&ctx));
+        // Everything queued is decoded, then the future yields (asking to be polled again)
+        // instead of going on to wait or to decode more.
+        assert!(fut.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(pipe.lock().spare.len(), chunks);
+        assert_eq!(wakes.0.load(Ordering::Relaxed), 1);
+        // Nothing new: it waits without a wake-up of its own.
+        assert!(fut.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(wakes.0.load(Ordering::Relaxed), 1);
+        pipe.finish(Ok(()));
+        assert_eq!(wakes.0.load(Ordering::Relaxed), 2);
+        match fut.as_mut().poll(&mut cx) {
+            Poll::Ready(Ok(rows)) => {
+                assert_eq!(rows.len(), chunks * 10);
+                assert!(
+                    rows.iter()
+                        .enumerate()
+                        .all(|(i, r)| r.get::<i64>(0).unwrap() == i as i64)
+                );
+            }
+            other => panic!("expected every row, got {other:?}"),
+        }
     }
 
     #[test]

@@ -315,7 +315,7 @@ pub(crate) struct UserProgress {
 pub(crate) const PROGRESS_PERIOD: u32 = 1000;
 
 impl Ctx {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Ctx {
             epoch: Instant::now(),
             current_job: AtomicU64::new(0),
@@ -898,7 +898,7 @@ impl ConnState {
                         // A write that must finish: step on, keep nothing.
                         chunk.clear();
                     } else {
-                        chunk = pipe.push(chunk);
+                        chunk = pipe.push(chunk, true);
                     }
                 }
                 if !st.step()? {
@@ -906,18 +906,19 @@ impl ConnState {
                 }
             }
             st.rows_hint = count;
-            pipe.finish(chunk, Ok(()));
+            if !chunk.is_empty() {
+                pipe.push(chunk, false);
+            }
             Ok(Reply::Unit)
         });
-        match streaming {
-            Some(pipe) => {
-                if let Err(e) = r {
-                    pipe.finish(Vec::new(), Err(e));
-                }
-                Ok(Reply::Unit)
-            }
-            None => Ok(r?.unwrap_or(Reply::Rows(Vec::new()))),
+        if let Some(pipe) = streaming {
+            // The end of the stream goes where the reply would have gone: the worker sends it
+            // once the command is over (state published, lock released), as for any command;
+            // a worker lost mid-stream ends it with `Err(Closed)`.
+            *reply = ReplyTo::Sink(Box::new(move |outcome: Outcome| pipe.finish(outcome.map(drop))));
+            return r.map(|_| Reply::Unit);
         }
+        Ok(r?.unwrap_or(Reply::Rows(Vec::new())))
     }
 
     /// See [`Shared::try_inline`].

@@ -355,3 +355,34 @@ fn a_read_too_long_to_run_inline_goes_straight_to_the_worker_next_time() {
         common::close(&db).await;
     });
 }
+
+#[test]
+fn the_call_returns_after_the_command_is_over() {
+    // The rows may all have arrived before the worker has finished the command; the call
+    // returns only once it has (the connection's state is then up to date: here the
+    // transaction the Python-style isolation level opened, and the changes).
+    on_all_runtimes(|| async {
+        let db = ConnectOptions::new(":memory:")
+            .inline_reads(false)
+            .isolation_level(Some(aiolite::IsolationLevel::Deferred))
+            .open()
+            .await
+            .unwrap();
+        db.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, x)", ())
+            .await
+            .unwrap();
+        db.commit().await.unwrap();
+        for round in 1..=20_u64 {
+            let sql = format!("INSERT INTO t(x) {} SELECT n FROM c RETURNING id", series(2_000));
+            assert_eq!(db.fetch_all(&sql, ()).await.unwrap().len(), 2_000);
+            assert!(
+                db.in_transaction(),
+                "round {round}: the implicit transaction is not visible yet"
+            );
+            assert_eq!(db.total_changes(), round * 2_000, "round {round}");
+            db.commit().await.unwrap();
+            assert!(!db.in_transaction());
+        }
+        common::close(&db).await;
+    });
+}
