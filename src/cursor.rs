@@ -10,6 +10,7 @@ use futures_core::Stream;
 
 use crate::connection::Connection;
 use crate::error::{Error, Result};
+use crate::pipe::EncodedChunk;
 use crate::pool::Permit;
 use crate::reply::{ReplyTo, Slot, unexpected};
 use crate::row::{Column, Columns, Row};
@@ -34,6 +35,12 @@ const MAX_AHEAD: usize = 2;
 /// the size of the result: at most three chunks (the one you read, one finished, one being
 /// filled); a slow reader keeps the configured size and one chunk ahead.
 ///
+/// After the first chunk, the worker sends each chunk's values encoded in one byte buffer,
+/// and the cursor builds each [`Row`] when you read it, on your thread: the worker does not
+/// allocate rows that your thread would then free, and a chunk waiting to be read holds only
+/// its bytes. A text value that is not UTF-8 is found when its row is read
+/// ([`Error::InvalidUtf8`], after every row before it).
+///
 /// Read it with [`fetch_one`](Cursor::fetch_one), [`fetch_many`](Cursor::fetch_many),
 /// [`fetch_all`](Cursor::fetch_all) or as a [`Stream`] of `Result<Row>`. When a step fails,
 /// the rows read before it come first, then the error.
@@ -53,6 +60,15 @@ pub struct Cursor {
     buf: VecDeque<Row>,
     /// Emptied chunk vectors, handed back to the worker with the next requests.
     spare: Vec<Vec<Row>>,
+    /// A chunk of encoded rows (see `pipe`), after the rows of `buf`: each row is built
+    /// when it is read, on the reader's thread.
+    enc: Vec<u8>,
+    /// Where the next encoded row starts in `enc`.
+    enc_at: usize,
+    /// Encoded rows not read yet.
+    enc_left: usize,
+    /// Emptied encoded chunks, handed back to the worker with the next requests.
+    spare_enc: Vec<Vec<u8>>,
     /// The worker has no more rows (or the cursor failed).
     done: bool,
     /// The worker finalized the statement itself (its last chunk came): no `CursorClose`.
@@ -79,7 +95,7 @@ impl fmt::Debug for Cursor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Cursor")
             .field("columns", &self.columns)
-            .field("buffered", &self.buf.len())
+            .field("buffered", &self.buffered())
             .field("done", &self.done)
             .finish()
     }
@@ -94,6 +110,10 @@ impl Cursor {
             columns: first.columns,
             buf: VecDeque::new(),
             spare: Vec::new(),
+            enc: Vec::new(),
+            enc_at: 0,
+            enc_left: 0,
+            spare_enc: Vec::new(),
             done: false,
             worker_closed: false,
             failed: false,
@@ -119,9 +139,15 @@ impl Cursor {
         &self.columns
     }
 
+    /// Rows received and not read yet.
+    fn buffered(&self) -> usize {
+        self.buf.len() + self.enc_left
+    }
+
     fn accept_rows(&mut self, rows: Vec<Row>, done: bool) {
         if std::mem::take(&mut self.starved) && !done {
-            self.grow(&rows);
+            let bytes = rows.iter().map(Row::approx_size).sum();
+            self.grow(bytes, rows.len());
             self.ahead = MAX_AHEAD;
         }
         if self.buf.is_empty() {
@@ -135,6 +161,47 @@ impl Cursor {
             // Not reached today (a chunk is accepted only once the buffer is empty).
             self.buf.extend(rows);
         }
+        self.after_chunk(done);
+    }
+
+    /// A chunk of encoded rows, accepted once every row before it was read.
+    fn accept_encoded(&mut self, c: EncodedChunk) {
+        debug_assert_eq!(self.buffered(), 0);
+        if std::mem::take(&mut self.starved) && !c.done {
+            self.grow(c.bytes.len(), c.rows);
+            self.ahead = MAX_AHEAD;
+        }
+        let mut old = std::mem::replace(&mut self.enc, c.bytes);
+        if old.capacity() > 0 && self.spare_enc.len() < MAX_AHEAD {
+            old.clear();
+            self.spare_enc.push(old);
+        }
+        self.enc_at = 0;
+        self.enc_left = c.rows;
+        self.after_chunk(c.done);
+    }
+
+    /// Decode the encoded rows not read yet onto `buf` (where every row then is).
+    fn settle(&mut self) -> Result<()> {
+        while self.enc_left > 0 {
+            let row = self.decode_next()?;
+            self.buf.push_back(row);
+        }
+        Ok(())
+    }
+
+    /// Build the next encoded row. A row that cannot be built (invalid UTF-8) fails the
+    /// cursor, as the same error on the worker does.
+    fn decode_next(&mut self) -> Result<Row> {
+        self.enc_left -= 1;
+        crate::pipe::decode_row(&self.enc, &mut self.enc_at, &self.columns).inspect_err(|_| {
+            self.enc_left = 0;
+            self.fail_now();
+        })
+    }
+
+    /// After a chunk: the end of the result, or the next requests.
+    fn after_chunk(&mut self, done: bool) {
         self.done = done;
         if done {
             self.worker_closed = true;
@@ -143,6 +210,7 @@ impl Cursor {
             self.pending_error = None;
             self.cancel_inflight();
             self.spare = Vec::new();
+            self.spare_enc = Vec::new();
         } else {
             self.request_ahead();
         }
@@ -173,8 +241,8 @@ impl Cursor {
     /// The reader waited for this chunk: ask for bigger ones (fewer hops), doubling up to
     /// [`MAX_CHUNK_ROWS`] rows and about [`MAX_CHUNK_BYTES`] bytes per chunk (judged by the
     /// rows just received), never below the configured size.
-    fn grow(&mut self, rows: &[Row]) {
-        self.next = grown(self.next, self.chunk, rows);
+    fn grow(&mut self, bytes: usize, rows: usize) {
+        self.next = grown(self.next, self.chunk, bytes, rows);
     }
 
     fn request(&mut self, n: usize) -> Result<()> {
@@ -187,6 +255,7 @@ impl Cursor {
                 cursor: self.id,
                 n,
                 buf: self.spare.pop().unwrap_or_default(),
+                encoded: Some(self.spare_enc.pop().unwrap_or_default()),
             },
             reply: ReplyTo::Slot(Arc::clone(&slot)),
         };
@@ -203,6 +272,9 @@ impl Cursor {
             if let Some(row) = self.buf.pop_front() {
                 return Poll::Ready(Some(Ok(row)));
             }
+            if self.enc_left > 0 {
+                return Poll::Ready(Some(self.decode_next()));
+            }
             let Some(slot) = self.inflight.front() else {
                 // The rows ran out, or a request for more failed: say why, once.
                 return Poll::Ready(self.pending_error.take().map(Err));
@@ -214,6 +286,7 @@ impl Cursor {
             self.inflight.pop_front();
             match outcome {
                 Ok(Reply::Chunk(chunk)) => self.accept_rows(chunk.rows, chunk.done),
+                Ok(Reply::Encoded(chunk)) => self.accept_encoded(chunk),
                 other => return Poll::Ready(Some(Err(self.failed_with(other)))),
             }
         }
@@ -235,6 +308,7 @@ impl Cursor {
         self.failed = true;
         self.cancel_inflight();
         self.spare = Vec::new();
+        self.spare_enc = Vec::new();
     }
 
     /// The next row, `None` when the result is exhausted.
@@ -244,7 +318,7 @@ impl Cursor {
     pub async fn fetch_one(&mut self) -> Result<Option<Row>> {
         // Like a cursor of a closed aiosqlite connection: once the connection closed under
         // it, every fetch says so (the stream, in contrast, ends after reporting it once).
-        if self.failed && self.buf.is_empty() && self.conn.is_closed() {
+        if self.failed && self.buffered() == 0 && self.conn.is_closed() {
             return Err(Error::Closed);
         }
         futures_util::future::poll_fn(|cx| self.poll_row(cx)).await.transpose()
@@ -274,21 +348,16 @@ impl Cursor {
     /// # Failure
     /// As [`fetch_one`](Self::fetch_one); the rows read before the error stay in the cursor.
     pub async fn fetch_all(&mut self) -> Result<Vec<Row>> {
+        self.settle()?;
         // Wait for the read-ahead, then ask for everything else at once.
         while let Some(slot) = self.inflight.front().cloned() {
-            let chunk_done = futures_util::future::poll_fn(|cx| slot.poll(cx)).await;
+            let reply = futures_util::future::poll_fn(|cx| slot.poll(cx)).await;
             self.inflight.pop_front();
-            match chunk_done {
-                Ok(Reply::Chunk(c)) => {
-                    self.append(c.rows);
-                    self.done = c.done;
-                    if c.done {
-                        self.worker_closed = true;
-                        self.pending_error = None;
-                        self.cancel_inflight();
-                    }
-                }
-                other => return Err(self.failed_with(other)),
+            let done = self.take_reply(reply)?;
+            self.done = done;
+            if done {
+                self.pending_error = None;
+                self.cancel_inflight();
             }
         }
         if let Some(e) = self.pending_error.take() {
@@ -301,17 +370,32 @@ impl Cursor {
                 cursor: self.id,
                 n: usize::MAX,
                 buf: Vec::new(),
+                encoded: Some(Vec::new()),
             };
-            match self.conn.request(self.owner, op).await {
-                Ok(Reply::Chunk(c)) => {
-                    self.append(c.rows);
-                    self.done = true;
-                    self.worker_closed = c.done;
-                }
-                other => return Err(self.failed_with(other)),
-            }
+            let reply = self.conn.request(self.owner, op).await;
+            self.take_reply(reply)?;
+            self.done = true;
         }
         Ok(std::mem::take(&mut self.buf).into())
+    }
+
+    /// `fetch_all`: add a reply's rows to `buf`; whether the worker finished the statement.
+    fn take_reply(&mut self, reply: Result<Reply>) -> Result<bool> {
+        let done = match reply {
+            Ok(Reply::Chunk(c)) => {
+                self.append(c.rows);
+                c.done
+            }
+            Ok(Reply::Encoded(c)) => {
+                self.worker_closed |= c.done;
+                (self.enc, self.enc_at, self.enc_left) = (c.bytes, 0, c.rows);
+                self.settle()?;
+                c.done
+            }
+            other => return Err(self.failed_with(other)),
+        };
+        self.worker_closed |= done;
+        Ok(done)
     }
 
     /// Add a chunk's rows to the buffer (taking the chunk's vector when the buffer is empty).
@@ -340,18 +424,20 @@ impl Cursor {
         }
         self.buf = VecDeque::new();
         self.spare = Vec::new();
+        (self.enc, self.enc_left) = (Vec::new(), 0);
+        self.spare_enc = Vec::new();
         // Released after the close was queued: the next holder's work runs after it.
         self.permit = None;
     }
 }
 
-/// The next chunk size after the reader waited for `rows` (see `Cursor::grow`).
-fn grown(next: usize, chunk: usize, rows: &[Row]) -> usize {
-    if rows.is_empty() {
+/// The next chunk size after the reader waited for a chunk of `rows` rows holding about
+/// `bytes` bytes (see `Cursor::grow`).
+fn grown(next: usize, chunk: usize, bytes: usize, rows: usize) -> usize {
+    if rows == 0 {
         return next;
     }
-    let bytes: usize = rows.iter().map(Row::approx_size).sum();
-    let per_row = (bytes / rows.len()).max(1);
+    let per_row = (bytes / rows).max(1);
     let cap = (MAX_CHUNK_BYTES / per_row).min(MAX_CHUNK_ROWS).max(chunk);
     next.saturating_mul(2).min(cap)
 }
@@ -365,9 +451,9 @@ impl Stream for Cursor {
 
     fn size_hint(&self) -> (usize, Option<usize>) {
         (
-            self.buf.len(),
+            self.buffered(),
             if self.done && self.inflight.is_empty() && self.pending_error.is_none() {
-                Some(self.buf.len())
+                Some(self.buffered())
             } else {
                 None
             },
@@ -396,11 +482,15 @@ mod tests {
             .collect()
     }
 
+    fn grown_by(next: usize, chunk: usize, rows: &[Row]) -> usize {
+        grown(next, chunk, rows.iter().map(Row::approx_size).sum(), rows.len())
+    }
+
     #[test]
     fn small_rows_grow_to_the_row_cap() {
         let mut next = 64;
         for _ in 0..10 {
-            next = grown(next, 64, &rows(4, 8));
+            next = grown_by(next, 64, &rows(4, 8));
         }
         assert_eq!(next, MAX_CHUNK_ROWS);
     }
@@ -410,12 +500,12 @@ mod tests {
         // 64 KiB rows: a little under 4 fit in 256 KiB.
         let mut next = 1;
         for _ in 0..10 {
-            next = grown(next, 1, &rows(2, 64 * 1024));
+            next = grown_by(next, 1, &rows(2, 64 * 1024));
         }
         assert_eq!(next, 3, "{next}");
         // A configured size above the cap is kept.
-        assert_eq!(grown(100, 100, &rows(2, 64 * 1024)), 100);
+        assert_eq!(grown_by(100, 100, &rows(2, 64 * 1024)), 100);
         // Nothing received: unchanged.
-        assert_eq!(grown(8, 8, &[]), 8);
+        assert_eq!(grown_by(8, 8, &[]), 8);
     }
 }

@@ -105,51 +105,75 @@ impl Encoder<'_> {
     }
 }
 
+/// Rows being encoded into a chunk (a cursor's next rows, see `worker::read_chunk`).
+#[derive(Debug, Default)]
+pub(crate) struct Encoded {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) rows: usize,
+}
+
+/// A cursor's chunk of encoded rows.
+#[derive(Debug)]
+pub struct EncodedChunk {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) rows: usize,
+    /// `true` when the statement finished (the cursor is closed).
+    pub(crate) done: bool,
+}
+
 /// Decode every row of `buf` (rows of `columns.len()` values each) onto `out`.
 fn decode(buf: &[u8], columns: &Columns, out: &mut Vec<Row>) -> Result<()> {
-    let n = columns.len();
     let mut at = 0;
     while at < buf.len() {
-        let mut row = Row::empty(Arc::clone(columns));
-        for i in 0..n {
-            let tag = buf[at];
-            at += 1;
-            let v = match tag {
-                NULL => Value::Null,
-                INTEGER | REAL => {
-                    let b: [u8; 8] = buf[at..at + 8].try_into().expect("8 bytes");
-                    at += 8;
-                    if tag == INTEGER {
-                        Value::Integer(i64::from_ne_bytes(b))
-                    } else {
-                        Value::Real(f64::from_ne_bytes(b))
-                    }
-                }
-                _ => {
-                    let len: [u8; 4] = buf[at..at + 4].try_into().expect("4 bytes");
-                    let len = u32::from_ne_bytes(len) as usize;
-                    let bytes = &buf[at + 4..at + 4 + len];
-                    at += 4 + len;
-                    if tag == TEXT {
-                        match std::str::from_utf8(bytes) {
-                            Ok(s) => Value::Text(s.to_owned()),
-                            Err(_) => {
-                                return Err(Error::InvalidUtf8 {
-                                    column: ColumnLabel(&columns[i].name, i).to_string(),
-                                });
-                            }
-                        }
-                    } else {
-                        debug_assert_eq!(tag, BLOB);
-                        Value::Blob(bytes.to_vec())
-                    }
-                }
-            };
-            row.push_value(v);
-        }
-        out.push(row);
+        out.push(decode_row(buf, &mut at, columns)?);
     }
     Ok(())
+}
+
+/// Decode the row that starts at `*at` in `buf`, moving `*at` past it.
+#[inline]
+pub(crate) fn decode_row(buf: &[u8], at: &mut usize, columns: &Columns) -> Result<Row> {
+    let mut p = *at;
+    let mut row = Row::empty(Arc::clone(columns));
+    for i in 0..columns.len() {
+        let tag = buf[p];
+        p += 1;
+        let v = match tag {
+            NULL => Value::Null,
+            INTEGER | REAL => {
+                let b: [u8; 8] = buf[p..p + 8].try_into().expect("8 bytes");
+                p += 8;
+                if tag == INTEGER {
+                    Value::Integer(i64::from_ne_bytes(b))
+                } else {
+                    Value::Real(f64::from_ne_bytes(b))
+                }
+            }
+            _ => {
+                let len: [u8; 4] = buf[p..p + 4].try_into().expect("4 bytes");
+                let len = u32::from_ne_bytes(len) as usize;
+                let bytes = &buf[p + 4..p + 4 + len];
+                p += 4 + len;
+                if tag == TEXT {
+                    match std::str::from_utf8(bytes) {
+                        Ok(s) => Value::Text(s.to_owned()),
+                        Err(_) => {
+                            *at = p;
+                            return Err(Error::InvalidUtf8 {
+                                column: ColumnLabel(&columns[i].name, i).to_string(),
+                            });
+                        }
+                    }
+                } else {
+                    debug_assert_eq!(tag, BLOB);
+                    Value::Blob(bytes.to_vec())
+                }
+            }
+        };
+        row.push_value(v);
+    }
+    *at = p;
+    Ok(row)
 }
 
 /// Chunks from the worker to the future that collects the rows.

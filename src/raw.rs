@@ -158,6 +158,7 @@ impl Command {
                 cursor,
                 n: n.max(1),
                 buf: Vec::new(),
+                encoded: None,
             },
         }
     }

@@ -14,7 +14,7 @@ use crate::params::ParamValues;
 use crate::pipe::{self, Pipe};
 use crate::queue::{Next, Queue};
 use crate::reply::{Outcome, ReplyTo, Slot};
-use crate::row::{Column, Row};
+use crate::row::{Column, Columns, Row};
 use crate::sql::{self, Verb};
 use crate::stmt::{Stmt, StmtCache};
 use crate::value::Value;
@@ -90,6 +90,9 @@ pub(crate) enum Op {
         n: usize,
         /// An emptied vector of an earlier chunk to fill (no allocation per chunk).
         buf: Vec<Row>,
+        /// Send the rows encoded, in this (emptied) buffer: a [`Reply::Encoded`] when the
+        /// backend can (a Rust `Cursor` builds its rows as they are read).
+        encoded: Option<Vec<u8>>,
     },
     CursorClose {
         cursor: u64,
@@ -147,6 +150,9 @@ pub enum Reply {
     /// A `fetch_all` whose rows are still coming (crate-internal; see `pipe`).
     #[doc(hidden)]
     Streaming(crate::pipe::RowStream),
+    /// A cursor's chunk of encoded rows (crate-internal; see `pipe`).
+    #[doc(hidden)]
+    Encoded(crate::pipe::EncodedChunk),
 }
 
 /// One queued command with its reply path.
@@ -1027,15 +1033,27 @@ impl ConnState {
     }
 
     fn cursor_next(&mut self, id: u64, n: usize, buf: Vec<Row>) -> Result<CursorChunk> {
+        let (columns, rows, done) = self.cursor_read(id, n, buf)?;
+        Ok(CursorChunk { columns, rows, done })
+    }
+
+    /// [`cursor_next`](Self::cursor_next), the rows encoded into `bytes` (see `pipe`).
+    pub(crate) fn cursor_next_encoded(&mut self, id: u64, n: usize, bytes: Vec<u8>) -> Result<pipe::EncodedChunk> {
+        let (_, rows, done) = self.cursor_read(id, n, pipe::Encoded { bytes, rows: 0 })?;
+        Ok(pipe::EncodedChunk {
+            bytes: rows.bytes,
+            rows: rows.rows,
+            done,
+        })
+    }
+
+    /// The next rows of cursor `id`, into `buf`; whether the cursor is done.
+    fn cursor_read<B: ChunkRows>(&mut self, id: u64, n: usize, buf: B) -> Result<(Columns, B, bool)> {
         if let Some(e) = self.failed_cursors.remove(&id) {
             return Err(e);
         }
         let Some(cur) = self.cursors.get_mut(&id) else {
-            return Ok(CursorChunk {
-                columns: Arc::from(Vec::new()),
-                rows: Vec::new(),
-                done: true,
-            });
+            return Ok((Arc::from(Vec::new()), B::default(), true));
         };
         self.ctx.set_cancellable(true);
         self.ctx.arm(self.statement_timeout);
@@ -1043,30 +1061,18 @@ impl ConnState {
         self.ctx.disarm();
         let columns = Arc::clone(cur.stmt.columns());
         match r {
-            Ok(false) => Ok(CursorChunk {
-                columns,
-                rows,
-                done: false,
-            }),
-            Err(e) if !rows.is_empty() => {
+            Ok(false) => Ok((columns, rows, false)),
+            Err(e) if rows.count() > 0 => {
                 // Deliver the rows read before the error; the error comes next.
                 let text = cur.sql.clone();
                 let e = self.fail(e, &text);
                 self.cursor_close(id);
                 self.failed_cursors.insert(id, e);
-                Ok(CursorChunk {
-                    columns,
-                    rows,
-                    done: false,
-                })
+                Ok((columns, rows, false))
             }
             Ok(true) => {
                 self.cursor_close(id);
-                Ok(CursorChunk {
-                    columns,
-                    rows,
-                    done: true,
-                })
+                Ok((columns, rows, true))
             }
             Err(e) => {
                 let text = cur.sql.clone();
@@ -1350,7 +1356,15 @@ impl Engine {
                 params,
                 chunk,
             } => b.query(cursor, &sql, params, chunk).map(Reply::Chunk),
-            Op::CursorNext { cursor, n, buf } => b.cursor_next(cursor, n, buf).map(Reply::Chunk),
+            Op::CursorNext {
+                cursor,
+                n,
+                buf,
+                encoded,
+            } => match (encoded, b.local()) {
+                (Some(bytes), Some(local)) => local.cursor_next_encoded(cursor, n, bytes).map(Reply::Encoded),
+                (_, _) => b.cursor_next(cursor, n, buf).map(Reply::Chunk),
+            },
             Op::CursorClose { cursor } => {
                 b.cursor_close(cursor);
                 Ok(Reply::Unit)
@@ -1447,15 +1461,65 @@ fn fetch_rows(st: &mut Stmt, kind: FetchKind) -> Result<Reply> {
     }
 }
 
+/// A chunk of a cursor's rows as the worker fills it: built rows, or encoded ones.
+trait ChunkRows: Default {
+    /// Empty it, with room for about `n` rows.
+    fn reset(&mut self, n: usize);
+    /// Append the statement's current row; on error nothing of it is kept.
+    fn push(&mut self, st: &Stmt) -> Result<()>;
+    fn count(&self) -> usize;
+}
+
+impl ChunkRows for Vec<Row> {
+    fn reset(&mut self, n: usize) {
+        self.clear();
+        self.reserve(n.min(1024));
+    }
+
+    #[inline]
+    fn push(&mut self, st: &Stmt) -> Result<()> {
+        st.push_row(self)
+    }
+
+    fn count(&self) -> usize {
+        self.len()
+    }
+}
+
+impl ChunkRows for pipe::Encoded {
+    fn reset(&mut self, _n: usize) {
+        self.bytes.clear();
+        self.rows = 0;
+    }
+
+    #[inline]
+    fn push(&mut self, st: &Stmt) -> Result<()> {
+        let len = self.bytes.len();
+        match st.encode_row(&mut self.bytes) {
+            Ok(()) => {
+                self.rows += 1;
+                Ok(())
+            }
+            Err(e) => {
+                self.bytes.truncate(len);
+                Err(e)
+            }
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.rows
+    }
+}
+
 /// Up to `n` rows, and whether the statement finished (`Ok(true)`), has more (`Ok(false)`) or
 /// failed after the rows returned.
-fn read_chunk(st: &mut Stmt, n: usize, mut rows: Vec<Row>) -> (Vec<Row>, Result<bool>) {
-    rows.clear();
-    rows.reserve(n.min(1024));
-    while rows.len() < n {
+fn read_chunk<B: ChunkRows>(st: &mut Stmt, n: usize, mut rows: B) -> (B, Result<bool>) {
+    rows.reset(n);
+    while rows.count() < n {
         match st.step() {
             Ok(true) => {
-                if let Err(e) = st.push_row(&mut rows) {
+                if let Err(e) = rows.push(st) {
                     return (rows, Err(e));
                 }
             }

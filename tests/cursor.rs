@@ -482,3 +482,61 @@ fn a_cursor_of_an_ended_transaction_keeps_no_snapshot_open() {
         db.close().await.unwrap();
     });
 }
+
+#[test]
+fn invalid_utf8_in_a_later_chunk_comes_after_the_rows_before_it() {
+    // Past the first chunk, rows travel encoded and are built as they are read: a text value
+    // that is not UTF-8 is found then. It comes after every row before it, finishes the
+    // cursor, and closes its statement (the table can be dropped right after).
+    on_all_runtimes(|| async {
+        for read_all in [false, true] {
+            let db = chunked(8).await;
+            db.execute_script(&format!(
+                "CREATE TABLE t(n INTEGER PRIMARY KEY, s TEXT); INSERT INTO t SELECT n, 'ok' FROM ({});",
+                series(3_000)
+            ))
+            .await
+            .unwrap();
+            db.execute("UPDATE t SET s = CAST(x'ff' AS TEXT) WHERE n = 2000", ())
+                .await
+                .unwrap();
+            let mut cur = db.query("SELECT n, s AS label FROM t ORDER BY n", ()).await.unwrap();
+            let mut read = 0_i64;
+            let err = if read_all {
+                // fetch_all after some rows: the rows read before the error stay in the cursor.
+                for _ in 0..100 {
+                    cur.fetch_one().await.unwrap().unwrap();
+                    read += 1;
+                }
+                cur.fetch_all().await.unwrap_err()
+            } else {
+                loop {
+                    match cur.fetch_one().await {
+                        Ok(Some(row)) => {
+                            read += 1;
+                            assert_eq!(row.get::<i64>(0).unwrap(), read);
+                        }
+                        Ok(None) => panic!("the rows ended without the error"),
+                        Err(e) => break e,
+                    }
+                }
+            };
+            assert!(
+                matches!(&err, Error::InvalidUtf8 { column } if column.contains("label")),
+                "{err:?}"
+            );
+            if read_all {
+                // The rows before the error are still there, then the cursor is finished.
+                while let Some(row) = cur.next().await {
+                    read += 1;
+                    assert_eq!(row.unwrap().get::<i64>(0).unwrap(), read);
+                }
+            }
+            assert_eq!(read, 1_999);
+            assert!(cur.next().await.is_none(), "the cursor is finished");
+            drop(cur);
+            db.execute("DROP TABLE t", ()).await.unwrap();
+            common::close(&db).await;
+        }
+    });
+}
