@@ -172,7 +172,8 @@ impl Cursor {
             self.ahead = MAX_AHEAD;
         }
         let mut old = std::mem::replace(&mut self.enc, c.bytes);
-        if old.capacity() > 0 && self.spare_enc.len() < MAX_AHEAD {
+        // A buffer that grew for a huge value is not kept for the next chunks.
+        if old.capacity() > 0 && old.capacity() <= 2 * MAX_CHUNK_BYTES && self.spare_enc.len() < MAX_AHEAD {
             old.clear();
             self.spare_enc.push(old);
         }
@@ -191,12 +192,13 @@ impl Cursor {
     }
 
     /// Build the next encoded row. A row that cannot be built (invalid UTF-8) fails the
-    /// cursor, as the same error on the worker does.
+    /// cursor and closes its statement, as the same error on the worker does.
     fn decode_next(&mut self) -> Result<Row> {
         self.enc_left -= 1;
         crate::pipe::decode_row(&self.enc, &mut self.enc_at, &self.columns).inspect_err(|_| {
             self.enc_left = 0;
             self.fail_now();
+            self.close_statement();
         })
     }
 
@@ -365,17 +367,19 @@ impl Cursor {
             self.failed = true;
             return Err(e);
         }
-        if !self.done {
+        // Everything else in one hop, built on the worker. A hop that ends early returned the
+        // rows before a failed step: the next one reports the error.
+        while !self.done {
             let op = Op::CursorNext {
                 cursor: self.id,
                 n: usize::MAX,
                 buf: Vec::new(),
-                encoded: Some(Vec::new()),
+                encoded: None,
             };
             let reply = self.conn.request(self.owner, op).await;
-            self.take_reply(reply)?;
-            self.done = true;
+            self.done = self.take_reply(reply)?;
         }
+        self.enc = Vec::new();
         Ok(std::mem::take(&mut self.buf).into())
     }
 
@@ -407,6 +411,15 @@ impl Cursor {
         }
     }
 
+    /// Finalize the statement on the worker unless the worker did (closing an unknown cursor
+    /// does nothing).
+    fn close_statement(&mut self) {
+        if !self.worker_closed {
+            self.worker_closed = true;
+            self.conn.send_cleanup(0, Op::CursorClose { cursor: self.id });
+        }
+    }
+
     /// Stop reading: finalize the statement now (dropping the cursor does the same).
     pub fn close(mut self) {
         self.finish();
@@ -415,13 +428,9 @@ impl Cursor {
     fn finish(&mut self) {
         self.cancel_inflight();
         self.done = true;
-        if !self.worker_closed {
-            // Also after an error: a request refused because the cursor's transaction ended
-            // left the statement (and its read transaction) open. Closing an unknown cursor
-            // does nothing.
-            self.worker_closed = true;
-            self.conn.send_cleanup(0, Op::CursorClose { cursor: self.id });
-        }
+        // Also after an error: a request refused because the cursor's transaction ended left
+        // the statement (and its read transaction) open.
+        self.close_statement();
         self.buf = VecDeque::new();
         self.spare = Vec::new();
         (self.enc, self.enc_left) = (Vec::new(), 0);
@@ -451,7 +460,8 @@ impl Stream for Cursor {
 
     fn size_hint(&self) -> (usize, Option<usize>) {
         (
-            self.buffered(),
+            // Encoded rows may still fail to build: only built ones are certain.
+            self.buf.len(),
             if self.done && self.inflight.is_empty() && self.pending_error.is_none() {
                 Some(self.buffered())
             } else {

@@ -534,9 +534,32 @@ fn invalid_utf8_in_a_later_chunk_comes_after_the_rows_before_it() {
             }
             assert_eq!(read, 1_999);
             assert!(cur.next().await.is_none(), "the cursor is finished");
-            drop(cur);
+            // Its statement is closed while the cursor is still around.
             db.execute("DROP TABLE t", ()).await.unwrap();
+            drop(cur);
             common::close(&db).await;
         }
+    });
+}
+
+#[test]
+fn fetch_all_reports_an_error_after_the_rows_of_its_last_hop() {
+    // The last hop of `fetch_all` reads everything left; when a step fails partway, that hop
+    // returns the rows before the failure and the error comes next: fetch_all must report it,
+    // not return a shortened result as if complete.
+    on_all_runtimes(|| async {
+        let db = chunked(8).await;
+        let sql = format!(
+            "SELECT CASE WHEN n < 5000 THEN n ELSE abs(-9223372036854775807 - 1) END FROM ({})",
+            series(6_000)
+        );
+        let mut cur = db.query(&sql, ()).await.unwrap();
+        let first = cur.fetch_many(20).await.unwrap();
+        assert_eq!(ints(&first), (1..=20).collect::<Vec<_>>());
+        let err = cur.fetch_all().await.unwrap_err();
+        assert!(err.to_string().contains("integer overflow"), "{err}");
+        drop(cur);
+        assert_eq!(db.fetch_scalar::<i64>("SELECT 5", ()).await.unwrap(), Some(5));
+        common::close(&db).await;
     });
 }
