@@ -65,8 +65,17 @@
 //! of `iter_chunk_size`; the first chunk comes back with the `query` reply (one round trip for
 //! small results), and the next chunk is read while the current one is consumed. A reader that
 //! finds the next chunk not there yet gets bigger chunks and keeps a second request queued, so
-//! the worker never waits for it to ask; emptied chunk vectors go back to the worker to be
-//! filled again. A cursor holds at most three chunks whatever the size of the result.
+//! the worker never waits for it to ask. After the first chunk the worker writes each chunk's
+//! values into one reused byte buffer and the cursor builds each [`Row`] when it is read, on
+//! the reader's thread. A cursor holds at most three chunks whatever the size of the result.
+//!
+//! **Big results.** A `fetch_all` that returns more than 256 rows answers with those rows
+//! at once and keeps stepping in the same command, sending the rest as encoded chunks; the
+//! awaiting future builds the rows as the chunks arrive. The two threads share the work, and
+//! the result's memory comes from the thread that will use and free it (a new worker thread's
+//! malloc arena would otherwise have to grow for it). The command still ends before the next
+//! one starts; dropping the future stops the statement. A read that ran past its inline
+//! budget is remembered by its cached statement, which then goes straight to the worker.
 //!
 //! **Cancellation.** Dropping a call's future before its command started means the command
 //! never runs. Dropping it while the command runs aborts the statement through SQLite's
