@@ -15,7 +15,10 @@ pub enum ParamValues {
     #[default]
     None,
     /// Bound by position, `?1`, `?2`, … (also `?`, `?NNN` and, in order, named ones).
-    Positional(SmallVec<[Value; 4]>),
+    /// Two values inline: an `execute_many` holds one of these per row (80 bytes with two
+    /// inline, 144 with four: 200 000 rows then took 29 MB instead of 16, and the bench's
+    /// `insert_batch` measured 5–7% slower); a longer list costs one allocation per call.
+    Positional(SmallVec<[Value; 2]>),
     /// Bound by name: `:name`, `@name` or `$name`. A name given without its prefix matches any
     /// of the three.
     Named(Vec<(Cow<'static, str>, Value)>),
@@ -224,6 +227,14 @@ macro_rules! named_params {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_parameter_list_stays_small() {
+        // One per row of an `execute_many`: see `ParamValues::Positional`.
+        assert_eq!(std::mem::size_of::<ParamValues>(), 80);
+        let p = ("a", 2.5).into_values();
+        assert!(matches!(&p, ParamValues::Positional(v) if !v.spilled()));
+    }
 
     #[test]
     fn shapes() {
