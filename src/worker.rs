@@ -1295,7 +1295,10 @@ impl Engine {
 
     /// Run one admitted job. `reply` is the job's reply path, for a command that answers
     /// before it ends (a streaming `fetch_all`); it is sent the outcome after this returns.
-    fn run(&mut self, owner: u64, op: Op, reply: &mut ReplyTo) -> Result<Reply> {
+    /// A command's SQL and parameters are left in `spent`, for the worker to drop after it
+    /// replied: freeing them (memory the caller's thread allocated) is no reason to keep the
+    /// caller waiting.
+    fn run(&mut self, owner: u64, op: Op, reply: &mut ReplyTo, spent: &mut Option<Op>) -> Result<Reply> {
         if owner != 0
             && owner == self.gate
             && let Some(reason) = self.gate_ended
@@ -1312,7 +1315,7 @@ impl Engine {
                 _ => Err(Error::TransactionEnded { reason }),
             };
         }
-        let r = self.run_op(owner, op, reply);
+        let r = self.run_op(owner, op, reply, spent);
         if self.gate != 0 && self.gate_ended.is_none() && self.backend.autocommit() {
             self.gate_ended =
                 Some("the database rolled it back after an error, or a COMMIT/ROLLBACK statement ended it");
@@ -1335,21 +1338,36 @@ impl Engine {
         }
     }
 
-    fn run_op(&mut self, owner: u64, op: Op, reply: &mut ReplyTo) -> Result<Reply> {
+    fn run_op(&mut self, owner: u64, op: Op, reply: &mut ReplyTo, spent: &mut Option<Op>) -> Result<Reply> {
         let b = &mut *self.backend;
+        // Statements that only read their SQL and parameters leave them in `spent`.
+        let by_ref = match &op {
+            Op::Execute { sql, params } => Some(b.execute(sql, params).map(Reply::Exec)),
+            Op::ExecuteInsert { sql, params } => Some(
+                b.execute_insert(sql, params)
+                    .map(|id| Reply::Scalar(id.map(Value::Integer))),
+            ),
+            Op::ExecuteMany { sql, rows } => Some(b.execute_many(sql, rows).map(Reply::Changes)),
+            Op::FetchAll { sql, params, stream } => Some(match b.local() {
+                Some(local) if *stream => local.fetch_all_streamed(sql, params, reply),
+                _ => b.fetch(sql, params, FetchKind::All),
+            }),
+            Op::FetchOne { sql, params } => Some(b.fetch(sql, params, FetchKind::One)),
+            Op::FetchScalar { sql, params } => Some(b.fetch(sql, params, FetchKind::Scalar)),
+            _ => None,
+        };
+        if let Some(r) = by_ref {
+            *spent = Some(op);
+            return r;
+        }
         match op {
-            Op::Execute { sql, params } => b.execute(&sql, &params).map(Reply::Exec),
-            Op::ExecuteInsert { sql, params } => b
-                .execute_insert(&sql, &params)
-                .map(|id| Reply::Scalar(id.map(Value::Integer))),
-            Op::ExecuteMany { sql, rows } => b.execute_many(&sql, &rows).map(Reply::Changes),
+            Op::Execute { .. }
+            | Op::ExecuteInsert { .. }
+            | Op::ExecuteMany { .. }
+            | Op::FetchAll { .. }
+            | Op::FetchOne { .. }
+            | Op::FetchScalar { .. } => unreachable!("run above"),
             Op::Script { sql } => b.script(&sql).map(|()| Reply::Unit),
-            Op::FetchAll { sql, params, stream } => match b.local() {
-                Some(local) if stream => local.fetch_all_streamed(&sql, &params, reply),
-                _ => b.fetch(&sql, &params, FetchKind::All),
-            },
-            Op::FetchOne { sql, params } => b.fetch(&sql, &params, FetchKind::One),
-            Op::FetchScalar { sql, params } => b.fetch(&sql, &params, FetchKind::Scalar),
             Op::Query {
                 cursor,
                 sql,
@@ -1705,7 +1723,8 @@ fn worker_body(shared: &Arc<Shared>, opts: &ConnectOptions, opened: &Slot) {
         let Job {
             owner, op, mut reply, ..
         } = job;
-        let outcome = engine.run(owner, op, &mut reply);
+        let mut spent = None;
+        let outcome = engine.run(owner, op, &mut reply, &mut spent);
         ctx.end_job();
         gate_open = engine.gate == 0;
         shared.publish(&*engine.backend);
@@ -1713,6 +1732,7 @@ fn worker_body(shared: &Arc<Shared>, opts: &ConnectOptions, opened: &Slot) {
         shared.record_service(start.elapsed().as_nanos() as u64);
         shared.queue.finished();
         reply.send(outcome);
+        drop(spent);
     }
 
     // Drain is over: close SQLite.
