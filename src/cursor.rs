@@ -341,14 +341,18 @@ impl Cursor {
         Ok(out)
     }
 
-    /// All remaining rows (the rest is read in one hop).
+    /// All remaining rows. The rest is read in one command, sent like a big
+    /// [`Connection::fetch_all`] result: past its first 256 rows, this future builds the rows
+    /// from encoded chunks while the worker steps on.
     ///
     /// The rows stay in the cursor until the call returns: if you drop the call while it waits
-    /// for the read-ahead, the rows received so far are still there for the next fetch (rows
-    /// the worker is reading for the final hop when you drop it are lost).
+    /// for the read-ahead, the rows received so far are still there for the next fetch. If
+    /// you drop it during the final command, that command stops, its rows are lost and the
+    /// cursor ends there.
     ///
     /// # Failure
-    /// As [`fetch_one`](Self::fetch_one); the rows read before the error stay in the cursor.
+    /// As [`fetch_one`](Self::fetch_one); every row before the failing one stays in the
+    /// cursor.
     pub async fn fetch_all(&mut self) -> Result<Vec<Row>> {
         self.settle()?;
         // Wait for the read-ahead, then ask for everything else at once.
@@ -367,17 +371,32 @@ impl Cursor {
             self.failed = true;
             return Err(e);
         }
-        // Everything else in one hop, built on the worker. A hop that ends early returned the
-        // rows before a failed step: the next one reports the error.
+        // Everything else in one command, sent like a `fetch_all` result: past its first rows,
+        // built here from encoded chunks while the worker steps on. A backend that sends a
+        // chunk instead may end it early with the rows before a failed step: the next request
+        // then reports the error.
         while !self.done {
-            let op = Op::CursorNext {
-                cursor: self.id,
-                n: usize::MAX,
-                buf: Vec::new(),
-                encoded: None,
+            let reply = self.conn.request(self.owner, Op::CursorRest { cursor: self.id }).await;
+            self.done = match reply {
+                Ok(Reply::Rows(rows)) => {
+                    self.append(rows);
+                    self.worker_closed = true;
+                    true
+                }
+                Ok(Reply::Streaming(rest)) => {
+                    // The worker closes the statement whatever happens.
+                    self.worker_closed = true;
+                    let mut rows = Vec::new();
+                    let r = rest.collect_into(&self.conn.shared().ctx, &mut rows).await;
+                    self.append(rows);
+                    if let Err(e) = r {
+                        self.fail_now();
+                        return Err(e);
+                    }
+                    true
+                }
+                other => self.take_reply(other)?,
             };
-            let reply = self.conn.request(self.owner, op).await;
-            self.done = self.take_reply(reply)?;
         }
         self.enc = Vec::new();
         Ok(std::mem::take(&mut self.buf).into())

@@ -206,26 +206,25 @@ impl Pipe {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// An empty chunk to fill: a decoded one when there is one.
-    pub(crate) fn empty_chunk(&self) -> Vec<u8> {
-        self.lock()
-            .spare
-            .pop()
-            .unwrap_or_else(|| Vec::with_capacity(CHUNK_BYTES + 512))
+    /// A new chunk to fill.
+    pub(crate) fn new_chunk() -> Vec<u8> {
+        Vec::with_capacity(CHUNK_BYTES + 512)
     }
 
-    /// Worker: send a full chunk (waking the collector when `wake`); returns an empty one to
-    /// fill next.
-    pub(crate) fn push(&self, chunk: Vec<u8>, wake: bool) -> Vec<u8> {
+    /// Worker: send a chunk (waking the collector when `wake`; an empty one is dropped);
+    /// returns a decoded one to fill next, if there is one.
+    pub(crate) fn push(&self, chunk: Vec<u8>, wake: bool) -> Option<Vec<u8>> {
         let spare = {
             let mut s = self.lock();
-            s.full.push_back(chunk);
+            if !chunk.is_empty() {
+                s.full.push_back(chunk);
+            }
             s.spare.pop()
         };
         if wake {
             self.waker.wake();
         }
-        spare.unwrap_or_else(|| Vec::with_capacity(CHUNK_BYTES + 512))
+        spare
     }
 
     /// How the command ended, after its last chunk: sent by the worker once the command is
@@ -287,7 +286,14 @@ impl Drop for Collecting<'_> {
 
 impl RowStream {
     /// Collect every row: the first ones, then each chunk as the worker sends it.
-    pub(crate) async fn collect(mut self, ctx: &Ctx) -> Result<Vec<Row>> {
+    pub(crate) async fn collect(self, ctx: &Ctx) -> Result<Vec<Row>> {
+        let mut out = Vec::new();
+        self.collect_into(ctx, &mut out).await?;
+        Ok(out)
+    }
+
+    /// [`collect`](Self::collect) onto `out`, which keeps the rows built before an error.
+    pub(crate) async fn collect_into(mut self, ctx: &Ctx, out: &mut Vec<Row>) -> Result<()> {
         let mut guard = Collecting {
             ctx,
             job: self.job,
@@ -296,7 +302,7 @@ impl RowStream {
         let first = std::mem::take(&mut self.first);
         let (pipe, columns) = (&self.pipe, &self.columns);
         // The vector is allocated here, by the thread that will use it.
-        let mut out = Vec::with_capacity(self.hint.max(first.len() * 4).min(1 << 20));
+        out.reserve(self.hint.max(first.len() * 4).min(1 << 20));
         out.extend(first);
         let mut taken: VecDeque<Vec<u8>> = VecDeque::new();
         let mut since_pending = 0;
@@ -323,15 +329,14 @@ impl RowStream {
             .await;
             since_pending += taken.len();
             for mut chunk in taken.drain(..) {
-                let r = decode(&chunk, columns, &mut out);
+                let r = decode(&chunk, columns, out);
                 chunk.clear();
                 pipe.lock().spare.push(chunk);
                 r?;
             }
             if let Some(end) = end {
                 guard.done = true;
-                end?;
-                return Ok(out);
+                return end;
             }
         }
     }
@@ -401,7 +406,7 @@ mod tests {
             for i in 0..10 {
                 Encoder(&mut c).integer((k * 10 + i) as i64);
             }
-            pipe.push(c, true);
+            let _ = pipe.push(c, true);
         }
         let stream = RowStream {
             first: Vec::new(),

@@ -94,6 +94,11 @@ pub(crate) enum Op {
         /// backend can (a Rust `Cursor` builds its rows as they are read).
         encoded: Option<Vec<u8>>,
     },
+    /// Everything left of a cursor (its `fetch_all`), sent as a `fetch_all` result; the
+    /// cursor is closed after it.
+    CursorRest {
+        cursor: u64,
+    },
     CursorClose {
         cursor: u64,
     },
@@ -869,62 +874,29 @@ impl ConnState {
             st.bind(params, text)?;
             let may_stop = autocommit || st.readonly();
             ctx.set_cancellable(may_stop);
-            let hint = st.rows_hint;
-            let mut rows = Vec::with_capacity(hint.min(pipe::FIRST_ROWS));
-            loop {
-                if !st.step()? {
-                    st.rows_hint = rows.len();
-                    return Ok(Reply::Rows(rows));
-                }
-                if rows.len() == pipe::FIRST_ROWS {
-                    break;
-                }
-                st.push_row(&mut rows)?;
-            }
-            // More rows than the first batch, and the statement is on one of them.
-            let pipe = Pipe::new();
-            streaming = Some(Arc::clone(&pipe));
-            reply.take().send(Ok(Reply::Streaming(pipe::RowStream {
-                first: rows,
-                columns: Arc::clone(st.columns()),
-                pipe: Arc::clone(&pipe),
-                hint,
-                job: ctx.current_job(),
-            })));
-            let mut chunk = pipe.empty_chunk();
-            let mut count = pipe::FIRST_ROWS;
-            loop {
-                st.encode_row(&mut chunk)?;
-                count += 1;
-                if chunk.len() >= pipe::CHUNK_BYTES {
-                    if pipe.is_gone() {
-                        if may_stop {
-                            return Ok(Reply::Unit);
-                        }
-                        // A write that must finish: step on, keep nothing.
-                        chunk.clear();
-                    } else {
-                        chunk = pipe.push(chunk, true);
-                    }
-                }
-                if !st.step()? {
-                    break;
-                }
-            }
-            st.rows_hint = count;
-            if !chunk.is_empty() {
-                pipe.push(chunk, false);
-            }
-            Ok(Reply::Unit)
+            rows_or_stream(st, ctx, may_stop, reply, &mut streaming)
         });
-        if let Some(pipe) = streaming {
-            // The end of the stream goes where the reply would have gone: the worker sends it
-            // once the command is over (state published, lock released), as for any command;
-            // a worker lost mid-stream ends it with `Err(Closed)`.
-            *reply = ReplyTo::Sink(Box::new(move |outcome: Outcome| pipe.finish(outcome.map(drop))));
-            return r.map(|_| Reply::Unit);
+        end_stream(reply, streaming, r.map(|r| r.unwrap_or(Reply::Rows(Vec::new()))))
+    }
+
+    /// The rest of cursor `id` for its `fetch_all`, as [`fetch_all_streamed`]
+    /// (Self::fetch_all_streamed) sends a result; the cursor is closed after it.
+    pub(crate) fn cursor_rest_streamed(&mut self, id: u64, reply: &mut ReplyTo) -> Result<Reply> {
+        if let Some(e) = self.failed_cursors.remove(&id) {
+            return Err(e);
         }
-        Ok(r?.unwrap_or(Reply::Rows(Vec::new())))
+        let Some(mut cur) = self.cursors.remove(&id) else {
+            return Ok(Reply::Rows(Vec::new()));
+        };
+        let mut streaming: Option<Arc<Pipe>> = None;
+        let ctx = Arc::clone(&self.ctx);
+        ctx.set_cancellable(true);
+        ctx.arm(self.statement_timeout);
+        let r = rows_or_stream(&mut cur.stmt, &ctx, true, reply, &mut streaming);
+        ctx.disarm();
+        let r = r.map_err(|e| self.fail(e, &cur.sql));
+        self.cache.give_back(cur.sql, cur.stmt);
+        end_stream(reply, streaming, r)
     }
 
     /// See [`Shared::try_inline`].
@@ -1383,6 +1355,10 @@ impl Engine {
                 (Some(bytes), Some(local)) => local.cursor_next_encoded(cursor, n, bytes).map(Reply::Encoded),
                 (_, _) => b.cursor_next(cursor, n, buf).map(Reply::Chunk),
             },
+            Op::CursorRest { cursor } => match b.local() {
+                Some(local) => local.cursor_rest_streamed(cursor, reply),
+                None => b.cursor_next(cursor, usize::MAX, Vec::new()).map(Reply::Chunk),
+            },
             Op::CursorClose { cursor } => {
                 b.cursor_close(cursor);
                 Ok(Reply::Unit)
@@ -1476,6 +1452,89 @@ fn fetch_rows(st: &mut Stmt, kind: FetchKind) -> Result<Reply> {
                 Reply::Scalar(None)
             }))
         }
+    }
+}
+
+/// Step a bound statement to its end for a `fetch_all`: up to [`pipe::FIRST_ROWS`] rows come
+/// back as [`Reply::Rows`]. When there are more, the reply is sent at once (rows and a pipe,
+/// [`Reply::Streaming`]; `streaming` is set) and the rest go through the pipe as encoded
+/// chunks; [`end_stream`] then ends it. With `may_stop`, a collector that went away stops the
+/// statement; otherwise (a write inside a transaction) it runs to its end.
+fn rows_or_stream(
+    st: &mut Stmt,
+    ctx: &Ctx,
+    may_stop: bool,
+    reply: &mut ReplyTo,
+    streaming: &mut Option<Arc<Pipe>>,
+) -> Result<Reply> {
+    let hint = st.rows_hint;
+    let mut rows = Vec::with_capacity(hint.min(pipe::FIRST_ROWS));
+    loop {
+        if !st.step()? {
+            st.rows_hint = rows.len();
+            return Ok(Reply::Rows(rows));
+        }
+        if rows.len() == pipe::FIRST_ROWS {
+            break;
+        }
+        st.push_row(&mut rows)?;
+    }
+    // More rows than the first batch, and the statement is on one of them.
+    let pipe = Pipe::new();
+    *streaming = Some(Arc::clone(&pipe));
+    reply.take().send(Ok(Reply::Streaming(pipe::RowStream {
+        first: rows,
+        columns: Arc::clone(st.columns()),
+        pipe: Arc::clone(&pipe),
+        hint,
+        job: ctx.current_job(),
+    })));
+    let mut chunk = Pipe::new_chunk();
+    let mut count = pipe::FIRST_ROWS;
+    loop {
+        let len = chunk.len();
+        if let Err(e) = st.encode_row(&mut chunk) {
+            chunk.truncate(len);
+            // The rows before the failing one still arrive (then the error, at the end).
+            let _ = pipe.push(chunk, false);
+            return Err(e);
+        }
+        count += 1;
+        if chunk.len() >= pipe::CHUNK_BYTES {
+            if pipe.is_gone() {
+                if may_stop {
+                    return Ok(Reply::Unit);
+                }
+                // A write that must finish: step on, keep nothing.
+                chunk.clear();
+            } else {
+                chunk = pipe.push(chunk, true).unwrap_or_else(Pipe::new_chunk);
+            }
+        }
+        match st.step() {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => {
+                let _ = pipe.push(chunk, false);
+                return Err(e);
+            }
+        }
+    }
+    st.rows_hint = count;
+    let _ = pipe.push(chunk, false);
+    Ok(Reply::Unit)
+}
+
+/// After [`rows_or_stream`]: when it streamed, the end of the stream goes where the reply
+/// would have gone. The worker sends it once the command is over (state published, lock
+/// released), as for any command; a worker lost mid-stream ends it with `Err(Closed)`.
+fn end_stream(reply: &mut ReplyTo, streaming: Option<Arc<Pipe>>, r: Result<Reply>) -> Result<Reply> {
+    match streaming {
+        Some(pipe) => {
+            *reply = ReplyTo::Sink(Box::new(move |outcome: Outcome| pipe.finish(outcome.map(drop))));
+            r.map(|_| Reply::Unit)
+        }
+        None => r,
     }
 }
 
@@ -1706,7 +1765,7 @@ fn worker_body(shared: &Arc<Shared>, opts: &ConnectOptions, opened: &Slot) {
                 continue;
             }
             Admit::Reject(e) => {
-                if let Op::CursorNext { cursor, .. } = job.op {
+                if let Op::CursorNext { cursor, .. } | Op::CursorRest { cursor } = job.op {
                     // The cursor's transaction is over: finalize its statement now, which
                     // also ends the read transaction it would keep open.
                     engine.backend.cursor_close(cursor);

@@ -558,8 +558,61 @@ fn fetch_all_reports_an_error_after_the_rows_of_its_last_hop() {
         assert_eq!(ints(&first), (1..=20).collect::<Vec<_>>());
         let err = cur.fetch_all().await.unwrap_err();
         assert!(err.to_string().contains("integer overflow"), "{err}");
+        // Every row before the failing one stayed in the cursor, in order; then it ends.
+        let mut rest = Vec::new();
+        while let Some(row) = cur.next().await {
+            rest.push(row.unwrap().get::<i64>(0).unwrap());
+        }
+        assert_eq!(rest, (21..5000).collect::<Vec<_>>());
         drop(cur);
         assert_eq!(db.fetch_scalar::<i64>("SELECT 5", ()).await.unwrap(), Some(5));
         common::close(&db).await;
+    });
+}
+
+#[test]
+fn dropping_fetch_all_stops_the_statement() {
+    // The rest of a cursor is read in one command; dropping `fetch_all` stops it (without
+    // that, the worker would step this query forever).
+    on_all_runtimes(|| async {
+        let db = chunked(8).await;
+        let endless = "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c) SELECT n, 'text ' || n FROM c";
+        let mut cur = db.query(endless, ()).await.unwrap();
+        assert_eq!(ints(&cur.fetch_many(3).await.unwrap()), vec![1, 2, 3]);
+        let stopped = common::within(std::time::Duration::from_millis(150), cur.fetch_all()).await;
+        assert!(stopped.is_none());
+        drop(cur);
+        let next = common::within(common::NO_HANG, db.fetch_scalar::<i64>("SELECT 6", ())).await;
+        assert_eq!(
+            next.expect("the worker is still on the dropped query").unwrap(),
+            Some(6)
+        );
+        common::close(&db).await;
+    });
+}
+
+#[test]
+fn fetch_all_of_a_big_rest_is_whole_and_in_order() {
+    on_all_runtimes(|| async {
+        for (before, n) in [(0, 300), (5, 257), (70, 40_000), (1, 2)] {
+            let db = chunked(64).await;
+            let mut cur = db
+                .query(&format!("SELECT n, 'label ' || n FROM ({})", series(n)), ())
+                .await
+                .unwrap();
+            let first = cur.fetch_many(before).await.unwrap();
+            let rest = cur.fetch_all().await.unwrap();
+            let all: Vec<i64> = first.iter().chain(&rest).map(|r| r.get::<i64>(0).unwrap()).collect();
+            assert_eq!(all, (1..=n).collect::<Vec<_>>(), "{before} then the rest of {n}");
+            assert!(
+                rest.iter()
+                    .all(|r| r.get::<String>(1).unwrap() == format!("label {}", r.get::<i64>(0).unwrap()))
+            );
+            assert!(cur.next().await.is_none());
+            drop(cur);
+            // The statement is closed: the connection is free for DDL.
+            db.execute("CREATE TABLE t(x)", ()).await.unwrap();
+            common::close(&db).await;
+        }
     });
 }
