@@ -345,10 +345,9 @@ impl Cursor {
     /// [`Connection::fetch_all`] result: past its first 256 rows, this future builds the rows
     /// from encoded chunks while the worker steps on.
     ///
-    /// The rows stay in the cursor until the call returns: if you drop the call while it waits
-    /// for the read-ahead, the rows received so far are still there for the next fetch. If
-    /// you drop it during the final command, that command stops, its rows are lost and the
-    /// cursor ends there.
+    /// The rows stay in the cursor until the call returns: if you drop the call, the rows
+    /// received so far are still there for the next fetch. If you drop it during the final
+    /// command, that command stops and the cursor ends after the rows received.
     ///
     /// # Failure
     /// As [`fetch_one`](Self::fetch_one); every row before the failing one stays in the
@@ -386,9 +385,15 @@ impl Cursor {
                 Ok(Reply::Streaming(rest)) => {
                     // The worker closes the statement whatever happens.
                     self.worker_closed = true;
-                    let mut rows = Vec::new();
-                    let r = rest.collect_into(&self.conn.shared().ctx, &mut rows).await;
-                    self.append(rows);
+                    // Collected onto the rows already here (no copy of the big part); they
+                    // go back into the cursor however this ends, dropped future included.
+                    let rows = Vec::from(std::mem::take(&mut self.buf));
+                    let mut back = PutBack {
+                        buf: &mut self.buf,
+                        rows,
+                    };
+                    let r = rest.collect_into(&self.conn.shared().ctx, &mut back.rows).await;
+                    drop(back);
                     if let Err(e) = r {
                         self.fail_now();
                         return Err(e);
@@ -456,6 +461,18 @@ impl Cursor {
         self.spare_enc = Vec::new();
         // Released after the close was queued: the next holder's work runs after it.
         self.permit = None;
+    }
+}
+
+/// Rows being collected for a cursor's buffer, put back into it when dropped.
+struct PutBack<'a> {
+    buf: &'a mut VecDeque<Row>,
+    rows: Vec<Row>,
+}
+
+impl Drop for PutBack<'_> {
+    fn drop(&mut self) {
+        *self.buf = VecDeque::from(std::mem::take(&mut self.rows));
     }
 }
 

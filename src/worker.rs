@@ -874,7 +874,10 @@ impl ConnState {
             st.bind(params, text)?;
             let may_stop = autocommit || st.readonly();
             ctx.set_cancellable(may_stop);
-            rows_or_stream(st, ctx, may_stop, reply, &mut streaming)
+            let mut hint = st.rows_hint;
+            let r = rows_or_stream(st, ctx, may_stop, reply, &mut streaming, &mut hint);
+            st.rows_hint = hint;
+            r.map_err(|(_, e)| e)
         });
         end_stream(reply, streaming, r.map(|r| r.unwrap_or(Reply::Rows(Vec::new()))))
     }
@@ -892,9 +895,23 @@ impl ConnState {
         let ctx = Arc::clone(&self.ctx);
         ctx.set_cancellable(true);
         ctx.arm(self.statement_timeout);
-        let r = rows_or_stream(&mut cur.stmt, &ctx, true, reply, &mut streaming);
+        // The statement's row hint is for its `fetch_all`s: a cursor's rest leaves it alone.
+        let r = rows_or_stream(&mut cur.stmt, &ctx, true, reply, &mut streaming, &mut 0);
         ctx.disarm();
-        let r = r.map_err(|e| self.fail(e, &cur.sql));
+        let r = match r {
+            Ok(reply) => Ok(reply),
+            Err((rows, e)) if !rows.is_empty() => {
+                // The rows before the failing step first; the error answers the next request.
+                let e = self.fail(e, &cur.sql);
+                self.failed_cursors.insert(id, e);
+                Ok(Reply::Chunk(CursorChunk {
+                    columns: Arc::clone(cur.stmt.columns()),
+                    rows,
+                    done: false,
+                }))
+            }
+            Err((_, e)) => Err(self.fail(e, &cur.sql)),
+        };
         self.cache.give_back(cur.sql, cur.stmt);
         end_stream(reply, streaming, r)
     }
@@ -1460,24 +1477,33 @@ fn fetch_rows(st: &mut Stmt, kind: FetchKind) -> Result<Reply> {
 /// [`Reply::Streaming`]; `streaming` is set) and the rest go through the pipe as encoded
 /// chunks; [`end_stream`] then ends it. With `may_stop`, a collector that went away stops the
 /// statement; otherwise (a write inside a transaction) it runs to its end.
+///
+/// `hint` sizes the first rows and receives the number of rows. An error before the reply
+/// was sent comes with the rows built before it; after, those rows went through the pipe.
 fn rows_or_stream(
     st: &mut Stmt,
     ctx: &Ctx,
     may_stop: bool,
     reply: &mut ReplyTo,
     streaming: &mut Option<Arc<Pipe>>,
-) -> Result<Reply> {
-    let hint = st.rows_hint;
-    let mut rows = Vec::with_capacity(hint.min(pipe::FIRST_ROWS));
+    hint: &mut usize,
+) -> std::result::Result<Reply, (Vec<Row>, Error)> {
+    let mut rows = Vec::with_capacity((*hint).min(pipe::FIRST_ROWS));
     loop {
-        if !st.step()? {
-            st.rows_hint = rows.len();
-            return Ok(Reply::Rows(rows));
+        match st.step() {
+            Ok(true) => {}
+            Ok(false) => {
+                *hint = rows.len();
+                return Ok(Reply::Rows(rows));
+            }
+            Err(e) => return Err((rows, e)),
         }
         if rows.len() == pipe::FIRST_ROWS {
             break;
         }
-        st.push_row(&mut rows)?;
+        if let Err(e) = st.push_row(&mut rows) {
+            return Err((rows, e));
+        }
     }
     // More rows than the first batch, and the statement is on one of them.
     let pipe = Pipe::new();
@@ -1486,7 +1512,7 @@ fn rows_or_stream(
         first: rows,
         columns: Arc::clone(st.columns()),
         pipe: Arc::clone(&pipe),
-        hint,
+        hint: *hint,
         job: ctx.current_job(),
     })));
     let mut chunk = Pipe::new_chunk();
@@ -1497,7 +1523,7 @@ fn rows_or_stream(
             chunk.truncate(len);
             // The rows before the failing one still arrive (then the error, at the end).
             let _ = pipe.push(chunk, false);
-            return Err(e);
+            return Err((Vec::new(), e));
         }
         count += 1;
         if chunk.len() >= pipe::CHUNK_BYTES {
@@ -1516,11 +1542,11 @@ fn rows_or_stream(
             Ok(false) => break,
             Err(e) => {
                 let _ = pipe.push(chunk, false);
-                return Err(e);
+                return Err((Vec::new(), e));
             }
         }
     }
-    st.rows_hint = count;
+    *hint = count;
     let _ = pipe.push(chunk, false);
     Ok(Reply::Unit)
 }

@@ -581,6 +581,12 @@ fn dropping_fetch_all_stops_the_statement() {
         assert_eq!(ints(&cur.fetch_many(3).await.unwrap()), vec![1, 2, 3]);
         let stopped = common::within(std::time::Duration::from_millis(150), cur.fetch_all()).await;
         assert!(stopped.is_none());
+        // The rows received before the drop are still in the cursor, in order; then it ends.
+        let mut expect = 4;
+        while let Some(row) = cur.next().await {
+            assert_eq!(row.unwrap().get::<i64>(0).unwrap(), expect);
+            expect += 1;
+        }
         drop(cur);
         let next = common::within(common::NO_HANG, db.fetch_scalar::<i64>("SELECT 6", ())).await;
         assert_eq!(
@@ -593,26 +599,57 @@ fn dropping_fetch_all_stops_the_statement() {
 
 #[test]
 fn fetch_all_of_a_big_rest_is_whole_and_in_order() {
+    // With chunks of 64 rows, `query` brings 64 and the read-ahead 64 more: the final
+    // command reads n - 128 rows, here 255 to 257 around the 256 built on the worker, or
+    // many more.
     on_all_runtimes(|| async {
-        for (before, n) in [(0, 300), (5, 257), (70, 40_000), (1, 2)] {
+        for (before, n) in [(0, 383), (5, 384), (64, 385), (70, 40_000), (1, 2)] {
             let db = chunked(64).await;
-            let mut cur = db
-                .query(&format!("SELECT n, 'label ' || n FROM ({})", series(n)), ())
-                .await
-                .unwrap();
+            db.execute_script(&format!(
+                "CREATE TABLE t(n INTEGER PRIMARY KEY, s TEXT); INSERT INTO t SELECT n, 'label ' || n FROM ({});",
+                series(n)
+            ))
+            .await
+            .unwrap();
+            let mut cur = db.query("SELECT n, s FROM t ORDER BY n", ()).await.unwrap();
             let first = cur.fetch_many(before).await.unwrap();
             let rest = cur.fetch_all().await.unwrap();
             let all: Vec<i64> = first.iter().chain(&rest).map(|r| r.get::<i64>(0).unwrap()).collect();
             assert_eq!(all, (1..=n).collect::<Vec<_>>(), "{before} then the rest of {n}");
-            assert!(
-                rest.iter()
-                    .all(|r| r.get::<String>(1).unwrap() == format!("label {}", r.get::<i64>(0).unwrap()))
-            );
+            let labels_match = rest
+                .iter()
+                .all(|r| r.get::<String>(1).unwrap() == format!("label {}", r.get::<i64>(0).unwrap()));
+            assert!(labels_match);
             assert!(cur.next().await.is_none());
+            // The statement is closed while the cursor is still around: the table can go.
+            db.execute("DROP TABLE t", ()).await.unwrap();
             drop(cur);
-            // The statement is closed: the connection is free for DDL.
-            db.execute("CREATE TABLE t(x)", ()).await.unwrap();
             common::close(&db).await;
         }
+    });
+}
+
+#[test]
+fn fetch_all_keeps_the_rows_before_an_early_error_in_its_last_command() {
+    // The final command fails within its first 256 rows (built on the worker): those rows
+    // still reach the cursor, then the error.
+    on_all_runtimes(|| async {
+        let db = chunked(8).await;
+        let sql = format!(
+            "SELECT CASE WHEN n < 200 THEN n ELSE abs(-9223372036854775807 - 1) END FROM ({})",
+            series(1_000)
+        );
+        let mut cur = db.query(&sql, ()).await.unwrap();
+        assert_eq!(ints(&cur.fetch_many(20).await.unwrap()), (1..=20).collect::<Vec<_>>());
+        let err = cur.fetch_all().await.unwrap_err();
+        assert!(err.to_string().contains("integer overflow"), "{err}");
+        let mut rest = Vec::new();
+        while let Some(row) = cur.next().await {
+            rest.push(row.unwrap().get::<i64>(0).unwrap());
+        }
+        assert_eq!(rest, (21..200).collect::<Vec<_>>());
+        drop(cur);
+        assert_eq!(db.fetch_scalar::<i64>("SELECT 5", ()).await.unwrap(), Some(5));
+        common::close(&db).await;
     });
 }
