@@ -150,7 +150,11 @@ impl Target<'_> {
         };
         match self.request(op).await? {
             // A big result: its rows are built here as the worker sends them.
-            Reply::Streaming(rows) => rows.collect(&self.conn.shared().ctx).await.map(Reply::Rows),
+            Reply::Streaming(rows) => {
+                let shared = self.conn.shared();
+                let spin = (shared.wait_spin_ns != 0).then_some((&shared.caller_backoff, shared.wait_spin_ns));
+                rows.collect(&shared.ctx, spin).await.map(Reply::Rows)
+            }
             other => Ok(other),
         }
     }

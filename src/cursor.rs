@@ -392,7 +392,9 @@ impl Cursor {
                         buf: &mut self.buf,
                         rows,
                     };
-                    let r = rest.collect_into(&self.conn.shared().ctx, &mut back.rows).await;
+                    let shared = self.conn.shared();
+                    let spin = (shared.wait_spin_ns != 0).then_some((&shared.caller_backoff, shared.wait_spin_ns));
+                    let r = rest.collect_into(&shared.ctx, spin, &mut back.rows).await;
                     drop(back);
                     if let Err(e) = r {
                         self.fail_now();

@@ -19,7 +19,7 @@
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
 
@@ -33,8 +33,12 @@ use crate::worker::Ctx;
 /// Rows a `fetch_all` builds on the worker before it streams the rest.
 pub(crate) const FIRST_ROWS: usize = 256;
 
-/// The size a chunk of encoded rows is sent at.
+/// The size a chunk of encoded rows is sent at, at most.
 pub(crate) const CHUNK_BYTES: usize = 64 * 1024;
+
+/// The size of the first chunk: the chunks double from it up to [`CHUNK_BYTES`], so that the
+/// collector gets to work early on results of a few hundred rows.
+pub(crate) const FIRST_CHUNK_BYTES: usize = 8 * 1024;
 
 /// Chunks the collector decodes in a row, without waiting, before it yields to its executor.
 const YIELD_EVERY: usize = 16;
@@ -179,6 +183,8 @@ pub(crate) fn decode_row(buf: &[u8], at: &mut usize, columns: &Columns) -> Resul
 /// Chunks from the worker to the future that collects the rows.
 pub(crate) struct Pipe {
     state: Mutex<State>,
+    /// Chunks pushed plus the end: the collector spins on it before it parks.
+    sent: AtomicUsize,
     waker: AtomicWaker,
     /// The collecting future was dropped: the worker stops.
     gone: AtomicBool,
@@ -197,6 +203,7 @@ impl Pipe {
     pub(crate) fn new() -> Arc<Pipe> {
         Arc::new(Pipe {
             state: Mutex::new(State::default()),
+            sent: AtomicUsize::new(0),
             waker: AtomicWaker::new(),
             gone: AtomicBool::new(false),
         })
@@ -211,6 +218,11 @@ impl Pipe {
         Vec::with_capacity(CHUNK_BYTES + 512)
     }
 
+    /// Chunks and end sent so far (see [`Pipe::sent`]).
+    fn sent(&self) -> usize {
+        self.sent.load(Ordering::Acquire)
+    }
+
     /// Worker: send a chunk (waking the collector when `wake`; an empty one is dropped);
     /// returns a decoded one to fill next, if there is one.
     pub(crate) fn push(&self, chunk: Vec<u8>, wake: bool) -> Option<Vec<u8>> {
@@ -218,6 +230,7 @@ impl Pipe {
             let mut s = self.lock();
             if !chunk.is_empty() {
                 s.full.push_back(chunk);
+                self.sent.fetch_add(1, Ordering::Release);
             }
             s.spare.pop()
         };
@@ -231,6 +244,7 @@ impl Pipe {
     /// over, through the job's reply path.
     pub(crate) fn finish(&self, end: Result<()>) {
         self.lock().end = Some(end);
+        self.sent.fetch_add(1, Ordering::Release);
         self.waker.wake();
     }
 
@@ -268,6 +282,10 @@ impl Drop for RowStream {
     }
 }
 
+/// How the collector may spin before it parks: the connection's caller back-off and its
+/// `wait_spin` bound (`None`: never).
+pub(crate) type Spin<'a> = Option<(&'a crate::spin::Backoff, u64)>;
+
 /// Cancels the streaming job if the collecting future is dropped before the end, so that the
 /// progress handler stops the statement without waiting for the next chunk.
 struct Collecting<'a> {
@@ -286,14 +304,14 @@ impl Drop for Collecting<'_> {
 
 impl RowStream {
     /// Collect every row: the first ones, then each chunk as the worker sends it.
-    pub(crate) async fn collect(self, ctx: &Ctx) -> Result<Vec<Row>> {
+    pub(crate) async fn collect(self, ctx: &Ctx, spin: Spin<'_>) -> Result<Vec<Row>> {
         let mut out = Vec::new();
-        self.collect_into(ctx, &mut out).await?;
+        self.collect_into(ctx, spin, &mut out).await?;
         Ok(out)
     }
 
     /// [`collect`](Self::collect) onto `out`, which keeps the rows built before an error.
-    pub(crate) async fn collect_into(mut self, ctx: &Ctx, out: &mut Vec<Row>) -> Result<()> {
+    pub(crate) async fn collect_into(mut self, ctx: &Ctx, spin: Spin<'_>, out: &mut Vec<Row>) -> Result<()> {
         let mut guard = Collecting {
             ctx,
             job: self.job,
@@ -311,6 +329,18 @@ impl RowStream {
                 // The worker keeps up: let other tasks of this executor thread run.
                 since_pending = 0;
                 yield_now().await;
+            }
+            if let Some((backoff, limit_ns)) = spin {
+                // The worker is stepping: the next chunk is usually microseconds away, and a
+                // parked thread takes tens of them to wake (bounded, adaptive: see `spin`).
+                let seen = pipe.sent();
+                let idle = {
+                    let s = pipe.lock();
+                    s.full.is_empty() && s.end.is_none()
+                };
+                if idle {
+                    backoff.wait(limit_ns, || pipe.sent() != seen);
+                }
             }
             let end = poll_fn(|cx| {
                 let mut s = pipe.lock();
@@ -419,7 +449,7 @@ mod tests {
         let wakes = Arc::new(Wakes(std::sync::atomic::AtomicUsize::new(0)));
         let waker = std::task::Waker::from(Arc::clone(&wakes));
         let mut cx = std::task::Context::from_waker(&waker);
-        let mut fut = std::pin::pin!(stream.collect(&ctx));
+        let mut fut = std::pin::pin!(stream.collect(&ctx, None));
         // Everything queued is decoded, then the future yields (asking to be polled again)
         // instead of going on to wait or to decode more.
         assert!(fut.as_mut().poll(&mut cx).is_pending());

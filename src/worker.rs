@@ -1517,6 +1517,7 @@ fn rows_or_stream(
     })));
     let mut chunk = Pipe::new_chunk();
     let mut count = pipe::FIRST_ROWS;
+    let mut send_at = pipe::FIRST_CHUNK_BYTES;
     loop {
         let len = chunk.len();
         if let Err(e) = st.encode_row(&mut chunk) {
@@ -1526,7 +1527,8 @@ fn rows_or_stream(
             return Err((Vec::new(), e));
         }
         count += 1;
-        if chunk.len() >= pipe::CHUNK_BYTES {
+        if chunk.len() >= send_at {
+            send_at = (send_at * 2).min(pipe::CHUNK_BYTES);
             if pipe.is_gone() {
                 if may_stop {
                     return Ok(Reply::Unit);
