@@ -134,8 +134,10 @@ fn decode(buf: &[u8], columns: &Columns, out: &mut Vec<Row>) -> Result<()> {
     Ok(())
 }
 
-/// Decode the row that starts at `*at` in `buf`, moving `*at` past it.
-#[inline]
+/// Decode the row that starts at `*at` in `buf`, moving `*at` past it. Always inlined: left
+/// to the compiler, an unrelated change once made it an out-of-line call from the cursor's
+/// read path, and the stream lost 6% (same instruction count, interleaved runs).
+#[inline(always)]
 pub(crate) fn decode_row(buf: &[u8], at: &mut usize, columns: &Columns) -> Result<Row> {
     let mut p = *at;
     let mut row = Row::empty(Arc::clone(columns));
