@@ -543,30 +543,31 @@ fn invalid_utf8_in_a_later_chunk_comes_after_the_rows_before_it() {
 }
 
 #[test]
-fn fetch_all_reports_an_error_after_the_rows_of_its_last_hop() {
-    // The last hop of `fetch_all` reads everything left; when a step fails partway, that hop
-    // returns the rows before the failure and the error comes next: fetch_all must report it,
-    // not return a shortened result as if complete.
+fn fetch_all_reports_an_error_after_the_rows_of_its_last_command() {
+    // The last command of `fetch_all` reads everything left. When a step fails partway
+    // (within its first 256 rows, built on the worker, or past them, streamed), fetch_all
+    // reports the error rather than a shortened result, and every row before the failure
+    // stays in the cursor, in order.
     on_all_runtimes(|| async {
-        let db = chunked(8).await;
-        let sql = format!(
-            "SELECT CASE WHEN n < 5000 THEN n ELSE abs(-9223372036854775807 - 1) END FROM ({})",
-            series(6_000)
-        );
-        let mut cur = db.query(&sql, ()).await.unwrap();
-        let first = cur.fetch_many(20).await.unwrap();
-        assert_eq!(ints(&first), (1..=20).collect::<Vec<_>>());
-        let err = cur.fetch_all().await.unwrap_err();
-        assert!(err.to_string().contains("integer overflow"), "{err}");
-        // Every row before the failing one stayed in the cursor, in order; then it ends.
-        let mut rest = Vec::new();
-        while let Some(row) = cur.next().await {
-            rest.push(row.unwrap().get::<i64>(0).unwrap());
+        for fail_at in [200, 5_000] {
+            let db = chunked(8).await;
+            let sql = format!(
+                "SELECT CASE WHEN n < {fail_at} THEN n ELSE abs(-9223372036854775807 - 1) END FROM ({})",
+                series(6_000)
+            );
+            let mut cur = db.query(&sql, ()).await.unwrap();
+            assert_eq!(ints(&cur.fetch_many(20).await.unwrap()), (1..=20).collect::<Vec<_>>());
+            let err = cur.fetch_all().await.unwrap_err();
+            assert!(err.to_string().contains("integer overflow"), "{err}");
+            let mut rest = Vec::new();
+            while let Some(row) = cur.next().await {
+                rest.push(row.unwrap().get::<i64>(0).unwrap());
+            }
+            assert_eq!(rest, (21..fail_at).collect::<Vec<_>>(), "failing at {fail_at}");
+            drop(cur);
+            assert_eq!(db.fetch_scalar::<i64>("SELECT 5", ()).await.unwrap(), Some(5));
+            common::close(&db).await;
         }
-        assert_eq!(rest, (21..5000).collect::<Vec<_>>());
-        drop(cur);
-        assert_eq!(db.fetch_scalar::<i64>("SELECT 5", ()).await.unwrap(), Some(5));
-        common::close(&db).await;
     });
 }
 
@@ -626,30 +627,5 @@ fn fetch_all_of_a_big_rest_is_whole_and_in_order() {
             drop(cur);
             common::close(&db).await;
         }
-    });
-}
-
-#[test]
-fn fetch_all_keeps_the_rows_before_an_early_error_in_its_last_command() {
-    // The final command fails within its first 256 rows (built on the worker): those rows
-    // still reach the cursor, then the error.
-    on_all_runtimes(|| async {
-        let db = chunked(8).await;
-        let sql = format!(
-            "SELECT CASE WHEN n < 200 THEN n ELSE abs(-9223372036854775807 - 1) END FROM ({})",
-            series(1_000)
-        );
-        let mut cur = db.query(&sql, ()).await.unwrap();
-        assert_eq!(ints(&cur.fetch_many(20).await.unwrap()), (1..=20).collect::<Vec<_>>());
-        let err = cur.fetch_all().await.unwrap_err();
-        assert!(err.to_string().contains("integer overflow"), "{err}");
-        let mut rest = Vec::new();
-        while let Some(row) = cur.next().await {
-            rest.push(row.unwrap().get::<i64>(0).unwrap());
-        }
-        assert_eq!(rest, (21..200).collect::<Vec<_>>());
-        drop(cur);
-        assert_eq!(db.fetch_scalar::<i64>("SELECT 5", ()).await.unwrap(), Some(5));
-        common::close(&db).await;
     });
 }
