@@ -2,7 +2,7 @@
 //!
 //! A `fetch_all` whose statement returns more than [`FIRST_ROWS`] rows does not build all its
 //! rows on the worker. The worker replies with the first rows and a [`Pipe`], then steps on and
-//! writes each further row's values into byte chunks of about [`CHUNK_BYTES`]. The awaiting
+//! writes each further row's values into byte chunks of up to [`CHUNK_BYTES`]. The awaiting
 //! future turns the chunks into [`Row`]s as they arrive, while the worker steps on.
 //!
 //! Two things are gained. The work per row is split over two threads, so a big result
