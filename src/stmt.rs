@@ -357,49 +357,53 @@ impl Stmt {
         Ok(())
     }
 
+    /// The bytes of the current row's text (`text`) or blob value in column `col`.
+    ///
+    /// # Safety
+    /// The statement is positioned on a row (after `step` returned `true`), `col` is below the
+    /// column count and the column holds text or a blob. The slice is valid until the next
+    /// call on the statement: callers copy it at once.
+    #[inline]
+    unsafe fn column_bytes(&self, col: c_int, text: bool) -> Result<&[u8]> {
+        let raw = self.raw.as_ptr();
+        // SAFETY: as the caller promises. The pointer is taken before the length, as SQLite
+        // asks; it is NULL with a non-zero length only on out-of-memory.
+        unsafe {
+            let p = if text {
+                ffi::sqlite3_column_text(raw, col)
+            } else {
+                ffi::sqlite3_column_blob(raw, col).cast::<u8>()
+            };
+            let n = ffi::sqlite3_column_bytes(raw, col) as usize;
+            if p.is_null() {
+                return if n == 0 {
+                    Ok(&[])
+                } else {
+                    Err(Error::sqlite(ffi::SQLITE_NOMEM, "out of memory reading a column"))
+                };
+            }
+            Ok(std::slice::from_raw_parts(p, n))
+        }
+    }
+
     /// The current row's value in column `i`.
     #[inline]
     pub(crate) fn value(&self, i: usize) -> Result<Value> {
         let raw = self.raw.as_ptr();
         let col = i as c_int;
         // SAFETY: valid statement positioned on a row (callers only read after `step`
-        // returned `true`); `i` < column count. Text/blob pointers are read before any other
-        // call on the statement and copied; SQLite returns NULL with a non-zero length only on
-        // out-of-memory.
+        // returned `true`); `i` < column count; text and blob bytes are copied at once.
         unsafe {
             match ffi::sqlite3_column_type(raw, col) {
                 ffi::SQLITE_INTEGER => Ok(Value::Integer(ffi::sqlite3_column_int64(raw, col))),
                 ffi::SQLITE_FLOAT => Ok(Value::Real(ffi::sqlite3_column_double(raw, col))),
-                ffi::SQLITE_TEXT => {
-                    let p = ffi::sqlite3_column_text(raw, col);
-                    let n = ffi::sqlite3_column_bytes(raw, col) as usize;
-                    if p.is_null() {
-                        return if n == 0 {
-                            Ok(Value::Text(String::new()))
-                        } else {
-                            Err(Error::sqlite(ffi::SQLITE_NOMEM, "out of memory reading a column"))
-                        };
-                    }
-                    let bytes = std::slice::from_raw_parts(p, n);
-                    match std::str::from_utf8(bytes) {
-                        Ok(s) => Ok(Value::Text(s.to_owned())),
-                        Err(_) => Err(Error::InvalidUtf8 {
-                            column: ColumnLabel(&self.columns[i].name, i).to_string(),
-                        }),
-                    }
-                }
-                ffi::SQLITE_BLOB => {
-                    let p = ffi::sqlite3_column_blob(raw, col);
-                    let n = ffi::sqlite3_column_bytes(raw, col) as usize;
-                    if p.is_null() {
-                        return if n == 0 {
-                            Ok(Value::Blob(Vec::new()))
-                        } else {
-                            Err(Error::sqlite(ffi::SQLITE_NOMEM, "out of memory reading a column"))
-                        };
-                    }
-                    Ok(Value::Blob(std::slice::from_raw_parts(p.cast::<u8>(), n).to_vec()))
-                }
+                ffi::SQLITE_TEXT => match std::str::from_utf8(self.column_bytes(col, true)?) {
+                    Ok(s) => Ok(Value::Text(s.to_owned())),
+                    Err(_) => Err(Error::InvalidUtf8 {
+                        column: ColumnLabel(&self.columns[i].name, i).to_string(),
+                    }),
+                },
+                ffi::SQLITE_BLOB => Ok(Value::Blob(self.column_bytes(col, false)?.to_vec())),
                 _ => Ok(Value::Null),
             }
         }
@@ -442,33 +446,13 @@ impl Stmt {
         for i in 0..self.columns.len() {
             let col = i as c_int;
             // SAFETY: as in `value`: a valid statement positioned on a row, `i` < column
-            // count, and the text/blob pointer is copied before the next call on the
-            // statement.
+            // count, and text and blob bytes are copied at once.
             unsafe {
                 match ffi::sqlite3_column_type(raw, col) {
                     ffi::SQLITE_INTEGER => e.integer(ffi::sqlite3_column_int64(raw, col)),
                     ffi::SQLITE_FLOAT => e.real(ffi::sqlite3_column_double(raw, col)),
-                    t @ (ffi::SQLITE_TEXT | ffi::SQLITE_BLOB) => {
-                        let p = if t == ffi::SQLITE_TEXT {
-                            ffi::sqlite3_column_text(raw, col)
-                        } else {
-                            ffi::sqlite3_column_blob(raw, col).cast::<u8>()
-                        };
-                        let n = ffi::sqlite3_column_bytes(raw, col) as usize;
-                        let bytes = if p.is_null() {
-                            if n != 0 {
-                                return Err(Error::sqlite(ffi::SQLITE_NOMEM, "out of memory reading a column"));
-                            }
-                            &[][..]
-                        } else {
-                            std::slice::from_raw_parts(p, n)
-                        };
-                        if t == ffi::SQLITE_TEXT {
-                            e.text(bytes)?;
-                        } else {
-                            e.blob(bytes)?;
-                        }
-                    }
+                    ffi::SQLITE_TEXT => e.text(self.column_bytes(col, true)?)?,
+                    ffi::SQLITE_BLOB => e.blob(self.column_bytes(col, false)?)?,
                     _ => e.null(),
                 }
             }
